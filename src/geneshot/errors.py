@@ -1,0 +1,34 @@
+"""Errors that describe bad input in one line: the file, the field and the fix."""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class GeneshotError(Exception):
+    """Base class for errors geneshot reports to users (CLI exit code 2, no traceback)."""
+
+
+class InputError(GeneshotError, ValueError):
+    """Bad or missing input.
+
+    Parameters
+    ----------
+    path
+        The file or folder at fault (``None`` when the input is not a file).
+    problem
+        What is wrong, naming the field (column, key, option) where there is one.
+    fix
+        What the user should do.
+    """
+
+    def __init__(self, path: str | PathLike | None, problem: str, fix: str) -> None:
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        self.fix = fix
+        where = f"{self.path}: " if self.path else ""
+        super().__init__(f"{where}{problem}. Fix: {fix}")
+
+
+class MissingDependencyError(GeneshotError, ImportError):
+    """An optional backend is not installed or its weights cannot be reached."""
