@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from geneshot import __version__
-from geneshot._constants import ENV_DATA
+from geneshot._constants import ENV_CACHE, ENV_DATA
 from geneshot.cache import Cache
 from geneshot.errors import GeneshotError, InputError
 
@@ -43,7 +43,9 @@ def cache_option(f):
 
 
 def make_cache(cache_dir: Path | None) -> Cache:
-    """The cache for a command."""
+    """The cache for a command (also exported as $GENESHOT_CACHE so that readers share it)."""
+    if cache_dir is not None:
+        os.environ[ENV_CACHE] = str(cache_dir)
     return Cache(cache_dir)
 
 

@@ -24,7 +24,6 @@ import scipy.sparse as sp
 
 from geneshot._constants import Key
 from geneshot.errors import InputError
-from geneshot.image._slide import image_size
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ def check_counts(counts: pd.DataFrame, source: str | os.PathLike | None) -> pd.D
     dup = counts.index[counts.index.duplicated()]
     if len(dup):
         raise InputError(source, f"{len(dup)} duplicated spot ids in the first column (e.g. {dup[0]!r})", "each spot must appear once; remove or merge the duplicates")
-    numeric = counts.apply(pd.to_numeric, errors="coerce") if any(dt == object for dt in counts.dtypes) else counts
+    numeric = counts.apply(pd.to_numeric, errors="coerce") if any(not pd.api.types.is_numeric_dtype(dt) for dt in counts.dtypes) else counts
     bad = numeric.isna()
     if bad.to_numpy().any():
         r, c = np.argwhere(bad.to_numpy())[0]
@@ -136,6 +135,8 @@ def make_section(
     scalef: dict = {}
     xy = spots[["pixel_x", "pixel_y"]].to_numpy(dtype=np.float64)
     if image_path is not None:
+        from geneshot.image._slide import image_size  # lazy: geneshot.image depends on this module
+
         image_path = Path(image_path)
         w, h = image_size(image_path)
         outside = (xy[:, 0] < 0) | (xy[:, 1] < 0) | (xy[:, 0] >= w) | (xy[:, 1] >= h)

@@ -1,0 +1,101 @@
+"""``geneshot prepare``: read a dataset and cache every model input."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from geneshot.cli._main import cache_option, main, make_cache, resolve_data_dir
+
+
+def feature_options(f):
+    """Options shared by prepare, train and predict: how model inputs are made."""
+    opts = [
+        click.option("--image-encoder", default="effnet-lite0", show_default=True, help="Patch encoder (see `geneshot encoders`)."),
+        click.option("--tta/--no-tta", default=False, show_default=True, help="Average image features over flips and rotations."),
+        click.option("--nuclei/--no-nuclei", default=True, show_default=True, help="Segment nuclei and build nuclei-distribution maps."),
+        click.option("--stain", type=click.Choice(["macenko", "reinhard"]), default=None, help="Stain normalisation (off by default)."),
+        click.option("--text-encoder", default="minilm", show_default=True, help="Gene-text encoder."),
+        click.option("--gene-texts", type=click.Path(dir_okay=False, path_type=Path), default=None, help="JSON/TSV of symbol -> description overriding the knowledge base."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def feature_config_from(kw: dict):
+    """FeatureConfig from CLI keyword arguments."""
+    from geneshot.prepare import FeatureConfig
+
+    return FeatureConfig(
+        image_encoder=kw["image_encoder"],
+        tta=kw["tta"],
+        nuclei=kw["nuclei"],
+        stain=kw["stain"],
+        text_encoder=kw["text_encoder"],
+        gene_text_source=str(kw["gene_texts"]) if kw.get("gene_texts") else None,
+    )
+
+
+@main.command("prepare")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="The dataset's own folder (default: $GENESHOT_DATA/<dataset>).")
+@click.option("--dataset", default="her2st", show_default=True, help="Dataset name.")
+@click.option("--sections", default=None, help="Comma-separated section ids (default: all with an image).")
+@click.option("--n-genes", default=2250, show_default=True, help="Encode descriptions of this many most-expressed genes.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder (sections as .h5ad + summary).")
+@feature_options
+@cache_option
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def prepare_cmd(data, dataset, sections, n_genes, out, cache_dir, quiet, **kw) -> None:
+    """Read sections and cache patches, image features, nuclei maps and gene-text embeddings."""
+    from geneshot.cache import atomic_path
+    from geneshot.data import gene_universe, select_genes
+    from geneshot.io import has_image, read_dataset
+    from geneshot.prepare import Timer, prepare_genes, prepare_sections
+
+    t0 = time.perf_counter()
+    timer = Timer()
+    cache = make_cache(cache_dir)
+    data = resolve_data_dir(data, dataset)
+    config = feature_config_from(kw)
+    with timer("read"):
+        secs = read_dataset(dataset, data, sections, require_image=sections is not None)
+        if sections is None:
+            secs = [a for a in secs if has_image(a)]
+        secs = gene_universe(secs)
+    prepared = prepare_sections(secs, config, cache=cache, progress=not quiet, timer=timer)
+    with timer("gene texts + embeddings"):
+        genes = select_genes(secs, "top_mean", n_genes)
+        pg = prepare_genes(genes, config, cache=cache, progress=not quiet)
+    with timer("write"):
+        out.mkdir(parents=True, exist_ok=True)
+        for p in prepared:
+            a = p.adata.copy()
+            a.obsm[f"X_{config.image_encoder}"] = p.image
+            if p.nuclei_summary is not None:
+                a.obsm["nuclei_summary"] = p.nuclei_summary
+            with atomic_path(out / f"{p.name}.h5ad") as tmp:
+                a.write_h5ad(tmp)
+        summary = {
+            "dataset": dataset,
+            "sections": {p.name: p.adata.n_obs for p in prepared},
+            "spots": sum(p.adata.n_obs for p in prepared),
+            "genes_in_universe": int(secs[0].n_vars),
+            "genes_described": len(pg.symbols),
+            "features": config.to_dict(),
+            "image_feature_dim": int(prepared[0].image.shape[1]),
+            "timings_s": {k: round(v, 2) for k, v in timer.times.items()},
+            "cache": {"root": str(cache.root), "hits": cache.hits, "computed": cache.misses},
+        }
+        with atomic_path(out / "prepare_summary.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2))
+    total = time.perf_counter() - t0
+    click.echo(f"prepared {summary['spots']} spots in {len(prepared)} sections ({', '.join(summary['sections'])}); {len(pg.symbols)} gene descriptions encoded")
+    for k, v in timer.times.items():
+        click.echo(f"  {k:<24} {v:6.1f} s")
+    click.echo(f"  {'total':<24} {total:6.1f} s")
+    click.echo(f"cache {cache.root}: {cache.summary()}")
+    click.echo(f"wrote {out}/<section>.h5ad (obsm: X_{config.image_encoder}{', nuclei_summary' if config.nuclei else ''}) and prepare_summary.json")

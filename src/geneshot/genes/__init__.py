@@ -1,0 +1,31 @@
+"""Gene knowledge base and description builders.
+
+- :func:`load_knowledge` the shipped table (NCBI gene names, GO terms, Pfam; see
+  ``resources/GENE_KNOWLEDGE_SOURCES.md``)
+- :func:`resolve_symbols` count-table gene names -> current symbols (aliases, old names)
+- :func:`build_description` / :func:`describe_genes` readable texts for text encoders
+- :func:`describe_with_llm` texts from any OpenAI-compatible chat endpoint (cached)
+"""
+
+from geneshot.genes._describe import (
+    STYLES,
+    DescriptionReport,
+    build_description,
+    describe_genes,
+    load_descriptions,
+)
+from geneshot.genes._knowledge import load_knowledge, resolve_symbol, resolve_symbols
+from geneshot.genes._llm import GENE_PROMPT, describe_with_llm
+
+__all__ = [
+    "GENE_PROMPT",
+    "STYLES",
+    "DescriptionReport",
+    "build_description",
+    "describe_genes",
+    "describe_with_llm",
+    "load_descriptions",
+    "load_knowledge",
+    "resolve_symbol",
+    "resolve_symbols",
+]

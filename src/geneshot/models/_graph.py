@@ -1,0 +1,89 @@
+"""Spot graphs ('near' grid neighbours and 'knn' image-feature neighbours) and the GraphSAGE stack."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch_geometric.nn import HeteroConv, SAGEConv
+
+NEAR = ("spot", "near", "spot")
+KNN = ("spot", "knn", "spot")
+
+
+def _edges_from_distance(
+    dist: torch.Tensor, keep: torch.Tensor, max_neighbors: int
+) -> torch.Tensor:
+    """Edges ``(2, E)`` source->target: for each target, up to ``max_neighbors`` nearest kept sources."""
+    n = dist.shape[0]
+    k = min(max_neighbors, n - 1)
+    if k <= 0:
+        return torch.empty(2, 0, dtype=torch.long, device=dist.device)
+    dist = dist.masked_fill(~keep, math.inf)
+    dist.fill_diagonal_(math.inf)
+    # Nearest first, so a cap drops the farthest neighbours (torch_cluster drops arbitrary ones).
+    d, src = dist.topk(k, dim=1, largest=False)
+    tgt = torch.arange(n, device=dist.device).unsqueeze(1).expand(-1, k)
+    ok = torch.isfinite(d)
+    return torch.stack([src[ok], tgt[ok]])
+
+
+def near_edges(grid: torch.Tensor, max_neighbors: int = 8) -> torch.Tensor:
+    """Grid neighbours within radius sqrt(2) on ``(array_row, array_col)`` (paper-notes §3.2).
+
+    On a square legacy-ST grid this is the 8-neighbourhood. [I] When every spot has the same
+    ``row + col`` parity the grid is a Visium hexagonal grid (columns step by 2), so columns are
+    halved first, which makes the six hexagonal neighbours fall within the radius.
+    """
+    pos = grid.to(torch.float32)
+    if grid.shape[0] > 1 and torch.unique(grid.sum(1) % 2).numel() == 1:
+        pos = pos * pos.new_tensor([1.0, 0.5])
+    dist = torch.cdist(pos, pos)
+    return _edges_from_distance(dist, dist <= math.sqrt(2) + 1e-4, max_neighbors)
+
+
+def knn_edges(features: torch.Tensor, k: int = 5) -> torch.Tensor:
+    """``k`` nearest neighbours in feature space (Euclidean, as ``torch_cluster.knn_graph``)."""
+    x = features.detach().to(torch.float32)
+    dist = torch.cdist(x, x)
+    return _edges_from_distance(dist, torch.ones_like(dist, dtype=torch.bool), k)
+
+
+def spot_edges(
+    grid: torch.Tensor, features: torch.Tensor, near_max: int = 8, knn_k: int = 5
+) -> dict[tuple[str, str, str], torch.Tensor]:
+    """Both edge types as an ``edge_index_dict`` for :class:`torch_geometric.nn.HeteroConv`."""
+    return {NEAR: near_edges(grid, near_max), KNN: knn_edges(features, knn_k)}
+
+
+class SpotSAGE(nn.Module):
+    """``n_layers`` of ``HeteroConv({near: SAGEConv, knn: SAGEConv}, aggr='mean')`` + LeakyReLU(0.2).
+
+    Parameters
+    ----------
+    dim
+        Width of every layer.
+    n_layers
+        Number of hetero SAGE layers.
+    residual
+        Add each layer's input to its output (not in SGN; used by ALIGN-ST [I] against over-smoothing).
+    """
+
+    def __init__(self, dim: int, n_layers: int, residual: bool = False) -> None:
+        super().__init__()
+        self.residual = residual
+        self.layers = nn.ModuleList(
+            HeteroConv({NEAR: SAGEConv(dim, dim), KNN: SAGEConv(dim, dim)}, aggr="mean")
+            for _ in range(n_layers)
+        )
+        self.act = nn.LeakyReLU(0.2)
+
+    def forward(
+        self, x: torch.Tensor, edges: dict[tuple[str, str, str], torch.Tensor]
+    ) -> torch.Tensor:
+        """Refine spot features ``x`` of shape ``(N, dim)``."""
+        for layer in self.layers:
+            out = self.act(layer({"spot": x}, edges)["spot"])
+            x = x + out if self.residual else out
+        return x

@@ -1,0 +1,147 @@
+"""timm-style registry of named models: torch modules and closed-form estimators."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from geneshot.errors import InputError
+from geneshot.models._align_st import ALIGN_ST_DEFAULTS, AlignST
+from geneshot.models._base import Estimator, GeneExpressionModule
+from geneshot.models._estimators import DepthEstimator, RidgeEstimator, TextKNNEstimator
+from geneshot.models._sgn import SGN, SGN_DEFAULTS
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model.
+
+    Attributes
+    ----------
+    name
+        Registry key.
+    kind
+        ``"torch"`` (a :class:`GeneExpressionModule` the trainer optimises) or ``"estimator"``
+        (an :class:`Estimator` with ``fit``/``predict``).
+    factory
+        Callable taking the full config as keyword arguments.
+    defaults
+        Default config; :func:`create_model` overrides it with the given keys.
+    description
+        One line for ``list_models``/CLI help.
+    zero_shot, supervised
+        Settings the model supports (zero-shot = predicting genes never seen in training).
+    """
+
+    name: str
+    kind: Literal["torch", "estimator"]
+    factory: Callable[..., GeneExpressionModule | Estimator]
+    defaults: dict = field(default_factory=dict)
+    description: str = ""
+    zero_shot: bool = True
+    supervised: bool = True
+
+
+_ESTIMATOR_DEFAULTS = {"n_components": 256, "alphas": None, "use_nuclei": False}
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec(
+            "align-st",
+            "torch",
+            AlignST,
+            ALIGN_ST_DEFAULTS,
+            "ALIGN-ST: nuclei-aware image features, dual-stream prompted text encoder, gene graph (ASIG), GraphSAGE spots",
+        ),
+        ModelSpec(
+            "sgn",
+            "torch",
+            SGN,
+            SGN_DEFAULTS,
+            "SGN (released code): GraphSAGE spots x transformer weight generator over description tokens",
+        ),
+        ModelSpec(
+            "permuted-text",
+            "torch",
+            AlignST,
+            {**ALIGN_ST_DEFAULTS, "permute_text": True},
+            "Control: ALIGN-ST trained with descriptions shuffled among genes (the trainer shuffles)",
+            zero_shot=True,
+            supervised=False,
+        ),
+        ModelSpec(
+            "ridge",
+            "estimator",
+            RidgeEstimator,
+            dict(_ESTIMATOR_DEFAULTS),
+            "Supervised baseline: PCA + ridge (GCV alpha) per gene on image features",
+            zero_shot=False,
+            supervised=True,
+        ),
+        ModelSpec(
+            "text-knn",
+            "estimator",
+            TextKNNEstimator,
+            {**_ESTIMATOR_DEFAULTS, "k": 10, "temperature": 0.1},
+            "Zero-shot baseline: ridge on seen genes, unseen gene = softmax-weighted mix of its k text-nearest seen genes",
+            zero_shot=True,
+            supervised=False,
+        ),
+        ModelSpec(
+            "depth",
+            "estimator",
+            DepthEstimator,
+            dict(_ESTIMATOR_DEFAULTS),
+            "Control: ridge to each spot's mean seen-gene expression, the same value for every gene",
+            zero_shot=True,
+            supervised=True,
+        ),
+    ]
+}
+
+
+def list_models(setting: Literal["zero-shot", "supervised"] | None = None) -> list[str]:
+    """Registered names, optionally only those supporting ``setting``."""
+    if setting is None:
+        return list(MODELS)
+    attr = {"zero-shot": "zero_shot", "supervised": "supervised"}.get(setting)
+    if attr is None:
+        raise InputError(None, f"unknown setting '{setting}'", "use 'zero-shot' or 'supervised'")
+    return [n for n, s in MODELS.items() if getattr(s, attr)]
+
+
+def _spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise InputError(None, f"unknown model '{name}'", f"use one of {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def default_config(name: str) -> dict:
+    """A copy of the default config of model ``name``."""
+    return copy.deepcopy(_spec(name).defaults)
+
+
+def create_model(name: str, **config) -> GeneExpressionModule | Estimator:
+    """Build model ``name`` with its default config overridden by ``config``.
+
+    Raises
+    ------
+    InputError
+        Unknown model or config key.
+    """
+    spec = _spec(name)
+    unknown = sorted(set(config) - set(spec.defaults))
+    if unknown:
+        raise InputError(
+            None,
+            f"model '{name}' has no config field(s) {unknown}",
+            f"use only {sorted(spec.defaults)}",
+        )
+    cfg = {**default_config(name), **config}
+    model = spec.factory(**cfg)
+    model.name = name
+    model.config = cfg
+    return model

@@ -1,0 +1,70 @@
+"""The data contract saved with every trained model and checked on new data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from geneshot.errors import InputError
+
+
+@dataclass
+class DataContract:
+    """What a trained model expects of its inputs.
+
+    Attributes
+    ----------
+    features
+        :class:`~geneshot.prepare.FeatureConfig` as a dict (encoders, patch size, nuclei).
+    image_dim, nuclei_shape, text_dim
+        Input dimensions the weights were trained on.
+    target
+        :class:`~geneshot.data.TargetTransform` state (convention + training statistics).
+    seen_genes
+        Genes the model was trained on.
+    unseen_genes
+        Genes held out of training (the zero-shot test set), possibly empty.
+    feature_mean, feature_std
+        Standardisation of image features, fitted on training spots.
+    """
+
+    features: dict
+    image_dim: int
+    nuclei_shape: list[int] | None
+    text_dim: int
+    target: dict
+    seen_genes: list[str]
+    unseen_genes: list[str] = field(default_factory=list)
+    feature_mean: list[float] = field(default_factory=list)
+    feature_std: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-able dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataContract:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**d)
+
+    def check_features(self, features: dict, source: str | None = None) -> None:
+        """Raise unless prepared inputs were made the way the model was trained."""
+        for key in ("image_encoder", "text_encoder", "nuclei", "patch_um", "patch_px", "tta", "stain"):
+            want, got = self.features.get(key), features.get(key)
+            if want != got:
+                raise InputError(
+                    source,
+                    f"input field {key!r} is {got!r} but the model was trained with {want!r}",
+                    f"prepare the data with {key} = {want!r} (e.g. --{key.replace('_', '-')} {want}), or train a new model",
+                )
+
+    def check_arrays(self, image: np.ndarray, nuclei: np.ndarray | None, text_dim: int, source: str | None = None) -> None:
+        """Raise unless array shapes match the trained weights."""
+        if image.shape[1] != self.image_dim:
+            raise InputError(source, f"image features have {image.shape[1]} dimensions, the model expects {self.image_dim}", f"use image encoder {self.features.get('image_encoder')!r}")
+        if self.nuclei_shape is not None and (nuclei is None or list(nuclei.shape[1:]) != self.nuclei_shape):
+            got = None if nuclei is None else list(nuclei.shape[1:])
+            raise InputError(source, f"nuclei maps have shape {got}, the model expects {self.nuclei_shape}", "prepare with --nuclei and the same nuclei settings")
+        if text_dim != self.text_dim:
+            raise InputError(source, f"gene text embeddings have {text_dim} dimensions, the model expects {self.text_dim}", f"use text encoder {self.features.get('text_encoder')!r}")

@@ -1,0 +1,399 @@
+"""``GeneshotModel``: the user-facing model (scvi-tools style), separate from the torch modules.
+
+It owns a registered model (:mod:`geneshot.models`), the data contract, feature
+standardisation and the trainer, and saves / loads itself as a run folder::
+
+    RUN_DIR/
+        run.json      model name + config, train config, data contract, history
+        weights.pt    torch state dict (torch models) or pickled estimator
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import pickle
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from geneshot import __version__
+from geneshot.cache import atomic_path
+from geneshot.data import TargetTransform
+from geneshot.errors import InputError
+from geneshot.models import MODELS, GeneInputs, SlideInputs, create_model, mse_pcc_loss
+from geneshot.prepare import PreparedGenes, PreparedSection
+from geneshot.train._contract import DataContract
+
+log = logging.getLogger(__name__)
+
+SETTINGS = ("zero-shot", "supervised")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (SGN's, paper-notes §2.6, except the epoch budget).
+
+    ``max_epochs`` is far below SGN's 300: with early stopping on training-side validation
+    the best epoch on HER2+ came well before 60 (see BENCHMARKS.md), and the fold budget is 90 s.
+    """
+
+    max_epochs: int = 60
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    genes_per_step: int = 64
+    context_per_step: int = 64  # extra seen genes joining the gene graph in training (ASIG)
+    pcc_weight: float = 0.5
+    patience: int = 10
+    val_spot_frac: float = 0.2  # validation spots held out of the loss in each training section
+    n_val_genes: int = 100  # zero-shot: seen genes held out of training, for model selection
+    seed: int = 0
+    grad_clip: float = 1.0
+
+    def to_dict(self) -> dict:
+        """Plain dict."""
+        return dict(self.__dict__)
+
+
+def _std(x: np.ndarray) -> np.ndarray:
+    s = x.std(0)
+    return np.where(s < 1e-6, 1.0, s)
+
+
+@dataclass
+class TrainingData:
+    """Tensors for one training run, built once."""
+
+    slides: list[SlideInputs]
+    targets: list[torch.Tensor]  # (N_i, G_all) in the column order of `gene_names`
+    train_mask: list[torch.Tensor]  # (N_i,) bool: spot used in the loss
+    gene_names: list[str]
+    genes: GeneInputs
+    history: list[dict] = field(default_factory=list)
+
+
+class GeneshotModel:
+    """A trainable, saveable expression predictor.
+
+    Parameters
+    ----------
+    model
+        Registered model name (``geneshot.models.list_models()``).
+    setting
+        ``"zero-shot"`` (train on seen genes, predict unseen ones) or ``"supervised"``.
+    train_config
+        Overrides of :class:`TrainConfig`.
+    **model_config
+        Overrides of the model's default config.
+    """
+
+    def __init__(self, model: str = "align-st", setting: str = "zero-shot", train_config: dict | None = None, **model_config) -> None:
+        if model not in MODELS:
+            raise InputError(None, f"unknown model {model!r}", f"use one of: {', '.join(MODELS)}")
+        if setting not in SETTINGS:
+            raise InputError(None, f"unknown setting {setting!r}", "use zero-shot or supervised")
+        spec = MODELS[model]
+        if setting == "zero-shot" and not spec.zero_shot:
+            raise InputError(None, f"model {model!r} cannot predict unseen genes", "use --setting supervised, or a zero-shot model")
+        self.name = model
+        self.setting = setting
+        self.spec = spec
+        self.model_config = {**copy.deepcopy(spec.defaults), **model_config}
+        self.train_config = TrainConfig(**(train_config or {}))
+        self.module = None
+        self.contract: DataContract | None = None
+        self.history: list[dict] = []
+        self.text_permutation: dict[str, str] | None = None
+
+    # ------------------------------------------------------------------ inputs
+    def _slide(self, s: PreparedSection) -> SlideInputs:
+        c = self.contract
+        img = (s.image - np.asarray(c.feature_mean, np.float32)) / np.asarray(c.feature_std, np.float32)
+        nuc = None
+        if c.nuclei_shape is not None:
+            nuc = torch.from_numpy(np.asarray(s.nuclei, np.float32))
+        return SlideInputs(torch.from_numpy(img.astype(np.float32)), nuc, torch.from_numpy(s.grid))
+
+    def _genes(self, genes: PreparedGenes, names: Sequence[str]) -> GeneInputs:
+        missing = [g for g in names if g not in genes.texts]
+        if missing:
+            raise InputError(None, f"{len(missing)} genes have no description (e.g. {', '.join(missing[:5])})", "give descriptions (--describe GENE=TEXT or --gene-texts FILE)")
+        src = list(names)
+        if self.text_permutation is not None:
+            # permuted-text control: each gene reads another gene's description
+            src = [self.text_permutation.get(g, g) for g in names]
+            src = [g if g in genes.texts else n for g, n in zip(src, names)]
+        idx = genes.index(src)
+        return GeneInputs(
+            torch.from_numpy(np.asarray(genes.tokens[idx], np.float32)),
+            torch.from_numpy(np.asarray(genes.mask[idx], bool)),
+            torch.from_numpy(np.asarray(genes.pooled[idx], np.float32)),
+        )
+
+    # ------------------------------------------------------------------ training
+    def train(
+        self,
+        sections: Sequence[PreparedSection],
+        genes: PreparedGenes,
+        *,
+        seen_genes: Sequence[str],
+        unseen_genes: Sequence[str] = (),
+        target: TargetTransform,
+        features: dict,
+        accelerator: str = "cpu",
+        devices: int = 1,
+        progress: bool = True,
+    ) -> GeneshotModel:
+        """Fit on training sections.
+
+        Parameters
+        ----------
+        sections
+            TRAINING sections only (validation spots are drawn inside them).
+        genes
+            Descriptions and embeddings; must cover ``seen_genes``.
+        seen_genes
+            Genes whose targets are used: all training genes (zero-shot) or the target genes
+            (supervised).
+        unseen_genes
+            Zero-shot held-out genes; recorded in the contract, never touched here.
+        target
+            Target transform fitted on the training sections.
+        features
+            Feature config the inputs were prepared with (saved in the contract).
+        accelerator, devices
+            ``"cpu"`` / ``"gpu"`` (``"cuda"``) and the number of devices (see README for
+            multi-GPU launches with torchrun).
+        """
+        tc = self.train_config
+        leak = set(seen_genes) & set(unseen_genes)
+        if leak:
+            raise InputError(None, f"{len(leak)} genes are both seen and unseen (e.g. {sorted(leak)[:3]})", "the gene split must be disjoint")
+        image_all = np.concatenate([s.image for s in sections])
+        nuc0 = sections[0].nuclei
+        use_nuclei = self.spec.kind == "torch" and nuc0 is not None and self.model_config.get("use_ndaife", True)
+        self.contract = DataContract(
+            features=dict(features),
+            image_dim=int(image_all.shape[1]),
+            nuclei_shape=list(nuc0.shape[1:]) if use_nuclei else None,
+            text_dim=int(genes.pooled.shape[1]),
+            target=target.to_dict(),
+            seen_genes=list(seen_genes),
+            unseen_genes=list(unseen_genes),
+            feature_mean=image_all.mean(0).tolist(),
+            feature_std=_std(image_all).tolist(),
+        )
+        if self.model_config.get("permute_text"):
+            rng = np.random.default_rng(self.model_config.get("permute_seed", 0))
+            pool = sorted(set(genes.symbols))
+            self.text_permutation = dict(zip(pool, rng.permutation(pool).tolist()))
+        torch.manual_seed(tc.seed)
+        np.random.seed(tc.seed)
+        slides = [self._slide(s) for s in sections]
+        ys = [torch.from_numpy(target.transform(s.adata, list(seen_genes))) for s in sections]
+        t0 = time.perf_counter()
+        if self.spec.kind == "estimator":
+            self.module = create_model(self.name, **self.model_config)
+            self.module.fit(slides, [y.numpy() for y in ys], self._genes(genes, seen_genes))
+            self.history = [{"fit_s": round(time.perf_counter() - t0, 2)}]
+            return self
+        device = _device(accelerator)
+        self.module = create_model(self.name, **{**self.model_config, **self._dims()})
+        self._fit_torch(slides, ys, genes, list(seen_genes), device, progress)
+        self.history.append({"train_s": round(time.perf_counter() - t0, 2)})
+        return self
+
+    def _dims(self) -> dict:
+        c = self.contract
+        dims = {"d_img": c.image_dim, "d_text": c.text_dim}
+        if c.nuclei_shape is not None:
+            dims["nuclei_channels"] = c.nuclei_shape[0]
+            dims["nuclei_size"] = c.nuclei_shape[1]
+        return {k: v for k, v in dims.items() if k in self.spec.defaults}
+
+    def _fit_torch(self, slides, ys, genes: PreparedGenes, seen: list[str], device, progress: bool) -> None:
+        from tqdm.auto import tqdm
+
+        tc = self.train_config
+        rng = np.random.default_rng(tc.seed)
+        n_genes = len(seen)
+        # zero-shot: validation genes never enter the loss, mimicking unseen test genes.
+        # They are drawn from the most expressed seen genes (the list is ordered by the
+        # caller by training mean), because the test genes are the most expressed ones.
+        if self.setting == "zero-shot":
+            n_val = min(tc.n_val_genes, max(1, n_genes // 5))
+            val_genes = np.sort(rng.choice(min(n_genes, 4 * n_val), n_val, replace=False))
+        else:
+            val_genes = np.arange(n_genes)
+        train_genes = np.setdiff1d(np.arange(n_genes), val_genes) if self.setting == "zero-shot" else np.arange(n_genes)
+        gin = self._genes(genes, seen).to(device)
+        masks = []
+        for s in slides:
+            n = s.n_spots
+            m = np.ones(n, bool)
+            m[rng.choice(n, int(round(tc.val_spot_frac * n)), replace=False)] = False
+            masks.append(torch.from_numpy(m))
+        slides = [s.to(device) for s in slides]
+        ys = [y.to(device) for y in ys]
+        mod = self.module.to(device)
+        opt = torch.optim.AdamW(mod.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        best, best_state, bad = -math.inf, None, 0
+        bar = tqdm(range(tc.max_epochs), desc=f"train {self.name}", disable=not progress, leave=False)
+        for epoch in bar:
+            mod.train()
+            losses = []
+            for i in rng.permutation(len(slides)):
+                k = min(tc.genes_per_step, len(train_genes))
+                pick = rng.choice(train_genes, k, replace=False)
+                ctx = None
+                if self.setting == "zero-shot" and tc.context_per_step:
+                    rest = np.setdiff1d(train_genes, pick)
+                    if len(rest):
+                        ctx = gin.select(torch.from_numpy(rng.choice(rest, min(tc.context_per_step, len(rest)), replace=False)))
+                pred = mod(slides[i], gin.select(torch.from_numpy(pick)), ctx)
+                m = masks[i].to(device)
+                loss = mse_pcc_loss(pred[m], ys[i][m][:, torch.from_numpy(pick).to(device)], tc.pcc_weight)
+                opt.zero_grad()
+                loss.backward()
+                if tc.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(mod.parameters(), tc.grad_clip)
+                opt.step()
+                losses.append(float(loss))
+            val = self._validate(slides, ys, masks, gin, val_genes, train_genes)
+            self.history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_pcc": val})
+            bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_pcc=f"{val:.3f}")
+            if val > best + 1e-4:
+                best, bad = val, 0
+                best_state = {k: v.detach().clone() for k, v in mod.state_dict().items()}
+            else:
+                bad += 1
+                if bad >= tc.patience:
+                    break
+        if best_state is not None:
+            mod.load_state_dict(best_state)
+        self.best_val = best
+        mod.eval()
+
+    @torch.no_grad()
+    def _validate(self, slides, ys, masks, gin: GeneInputs, val_genes: np.ndarray, train_genes: np.ndarray) -> float:
+        """Mean per-gene PCC on held-out spots (and, zero-shot, held-out genes)."""
+        from geneshot.eval import per_gene_pearson
+
+        mod = self.module
+        mod.eval()
+        vg = torch.from_numpy(val_genes)
+        ctx = gin.select(torch.from_numpy(train_genes)) if self.setting == "zero-shot" else None
+        rs = []
+        for s, y, m in zip(slides, ys, masks):
+            hold = ~m.to(y.device)
+            if hold.sum() < 3:
+                continue
+            pred = mod(s, gin.select(vg), ctx)[hold].cpu().numpy()
+            r = per_gene_pearson(y[hold][:, vg.to(y.device)].cpu().numpy(), pred, nan_policy="drop")
+            rs.append(np.nanmean(r))
+        return float(np.mean(rs)) if rs else float("nan")
+
+    # ------------------------------------------------------------------ prediction
+    @torch.no_grad()
+    def predict(
+        self,
+        section: PreparedSection,
+        genes: PreparedGenes,
+        names: Sequence[str],
+        *,
+        context: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """Predictions (n_spots, len(names)) in the model's target units.
+
+        ``context`` genes join the gene graph without being output; by default the seen
+        training genes (paper-notes §5.7: unseen + seen).
+        """
+        if self.module is None or self.contract is None:
+            raise InputError(None, "model is not trained", "call train() or GeneshotModel.load(RUN_DIR)")
+        self.contract.check_arrays(section.image, section.nuclei, int(genes.pooled.shape[1]), section.name)
+        slide = self._slide(section)
+        gin = self._genes(genes, names)
+        if self.spec.kind == "estimator":
+            return np.asarray(self.module.predict(slide, gin), np.float32)
+        if context is None:
+            context = [g for g in self.contract.seen_genes if g not in set(names) and g in genes.texts]
+        ctx = self._genes(genes, context) if (context and self.setting == "zero-shot") else None
+        self.module.eval()
+        out = self.module(slide, gin, ctx)
+        return out.cpu().numpy().astype(np.float32)
+
+    def predict_ensemble_members(self) -> list[GeneshotModel]:
+        """This model as a one-member ensemble (see :class:`geneshot.train.Ensemble`)."""
+        return [self]
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, run_dir: str | os.PathLike) -> Path:
+        """Write ``run.json`` and ``weights.pt`` atomically into ``run_dir``."""
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "geneshot_version": __version__,
+            "model": self.name,
+            "setting": self.setting,
+            "model_config": self.model_config,
+            "train_config": self.train_config.to_dict(),
+            "contract": self.contract.to_dict(),
+            "history": self.history,
+            "text_permutation": self.text_permutation,
+        }
+        with atomic_path(run_dir / "weights.pt") as tmp:
+            if self.spec.kind == "torch":
+                torch.save(self.module.state_dict(), tmp)
+            else:
+                with open(tmp, "wb") as fh:
+                    pickle.dump(self.module, fh)
+        with atomic_path(run_dir / "run.json") as tmp:
+            tmp.write_text(json.dumps(meta, indent=1))
+        return run_dir
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike) -> GeneshotModel:
+        """Load a model saved with :meth:`save`; a clear error when the folder is not a run."""
+        run_dir = Path(run_dir)
+        meta_path = run_dir / "run.json"
+        if not meta_path.exists() or not (run_dir / "weights.pt").exists():
+            raise InputError(run_dir, "not a geneshot run folder (run.json / weights.pt missing)", "pass the --out folder of `geneshot train`")
+        try:
+            meta = json.loads(meta_path.read_text())
+            name = meta["model"]
+        except (ValueError, KeyError) as err:
+            raise InputError(meta_path, f"run file is unreadable ({err})", "retrain the model") from None
+        self = cls(name, meta["setting"], meta["train_config"], **meta["model_config"])
+        self.contract = DataContract.from_dict(meta["contract"])
+        self.history = meta.get("history", [])
+        self.text_permutation = meta.get("text_permutation")
+        if self.spec.kind == "torch":
+            self.module = create_model(name, **{**self.model_config, **self._dims()})
+            self.module.load_state_dict(torch.load(run_dir / "weights.pt", map_location="cpu"))
+            self.module.eval()
+        else:
+            with open(run_dir / "weights.pt", "rb") as fh:
+                self.module = pickle.load(fh)  # noqa: S301 (our own run folder)
+        return self
+
+    @property
+    def target(self) -> TargetTransform:
+        """The target transform fitted on the training sections."""
+        return TargetTransform.from_dict(self.contract.target)
+
+
+def _device(accelerator: str) -> torch.device:
+    if accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(None, "accelerator 'gpu' requested but no CUDA device is visible", "use --accelerator cpu")
+        return torch.device("cuda")
+    if accelerator == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device("cpu")

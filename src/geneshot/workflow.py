@@ -1,0 +1,119 @@
+"""End-to-end steps shared by the CLI, the benchmark and the predictor.
+
+read + align sections -> prepare inputs -> split genes on TRAINING data -> train -> evaluate.
+Each function takes plain objects and can be called alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from geneshot.cache import Cache
+from geneshot.data import TargetTransform, gene_means, gene_universe
+from geneshot.errors import InputError
+from geneshot.io import read_dataset
+from geneshot.prepare import FeatureConfig, PreparedGenes, PreparedSection, prepare_genes, prepare_sections
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GeneSplit:
+    """Seen (training) and unseen (zero-shot test) genes; seen ordered by training mean."""
+
+    seen: list[str]
+    unseen: list[str]
+
+    def to_dict(self) -> dict:
+        """Plain dict."""
+        return {"seen": self.seen, "unseen": self.unseen}
+
+
+def load_sections(
+    dataset: str,
+    data_dir,
+    sections: Sequence[str],
+    features: FeatureConfig,
+    *,
+    cache: Cache,
+    progress: bool = True,
+    universe: Sequence[str] | None = None,
+) -> list[PreparedSection]:
+    """Read, align to one gene universe (union over these sections unless given) and prepare."""
+    secs = read_dataset(dataset, data_dir, list(sections), require_image=True)
+    if universe is None:
+        secs = gene_universe(secs, "union")
+    else:
+        from geneshot.data import align_genes, clean_var_names
+
+        secs = [align_genes(clean_var_names(a), list(universe)) for a in secs]
+    return prepare_sections(secs, features, cache=cache, progress=progress)
+
+
+def split_genes(
+    train: Sequence[PreparedSection],
+    *,
+    n_unseen: int = 250,
+    seen_pool: int = 2000,
+    unseen: Sequence[str] | None = None,
+    described: set[str] | None = None,
+) -> GeneSplit:
+    """SGN's gene split computed on TRAINING sections only.
+
+    The ``n_unseen`` genes with the highest mean raw count are unseen (unless ``unseen`` is
+    given); the seen genes are the next ``seen_pool`` most expressed genes. SGN trains on
+    all remaining genes (~15,000); most of them are almost always zero in legacy ST spots,
+    so geneshot keeps the most expressed ones (a measured choice, see BENCHMARKS.md).
+    """
+    means = gene_means([s.adata for s in train])
+    order = sorted(means.index, key=lambda g: (-means[g], g))
+    if described is not None:
+        order = [g for g in order if g in described]
+    if unseen is None:
+        unseen = order[:n_unseen]
+    unseen = list(unseen)
+    missing = [g for g in unseen if g not in means.index]
+    if missing:
+        raise InputError(None, f"{len(missing)} unseen genes are not measured (e.g. {missing[:3]})", "give genes present in the count tables")
+    uset = set(unseen)
+    seen = [g for g in order if g not in uset and means[g] > 0][:seen_pool]
+    return GeneSplit(seen=seen, unseen=unseen)
+
+
+def genes_for(split: GeneSplit, features: FeatureConfig, *, cache: Cache, progress: bool = True) -> PreparedGenes:
+    """Descriptions + embeddings of every gene of a split."""
+    return prepare_genes(split.unseen + split.seen, features, cache=cache, progress=progress)
+
+
+def predict_sections(model, sections: Sequence[PreparedSection], genes: PreparedGenes, names: Sequence[str]) -> list[np.ndarray]:
+    """Model predictions for each section."""
+    return [model.predict(s, genes, names) for s in sections]
+
+
+def evaluate(
+    model,
+    sections: Sequence[PreparedSection],
+    genes: PreparedGenes,
+    names: Sequence[str],
+    *,
+    target: TargetTransform | None = None,
+    predictions: Sequence[np.ndarray] | None = None,
+) -> tuple[dict, pd.DataFrame, list[np.ndarray], list[np.ndarray]]:
+    """Metrics of ``model`` on ``sections`` for genes ``names``.
+
+    Targets use the model's own transform (fitted on its training sections) unless
+    ``target`` is given. Returns (summary, per-gene table, targets, predictions).
+    """
+    from geneshot.eval import evaluate_predictions
+
+    target = target or model.target
+    ys = [target.transform(s.adata, list(names)) for s in sections]
+    preds = list(predictions) if predictions is not None else predict_sections(model, sections, genes, names)
+    sec_ids = np.concatenate([[s.name] * s.adata.n_obs for s in sections])
+    summary, per_gene = evaluate_predictions(np.concatenate(ys), np.concatenate(preds), list(names), sec_ids)
+    return summary, per_gene, ys, preds
