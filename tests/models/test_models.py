@@ -162,7 +162,12 @@ def test_context_changes_align_st_output_but_not_sgn():
 def test_gradient_reaches_nuclei_branch_and_nuclei_none_falls_back():
     torch.manual_seed(0)
     model = create_model("align-st", **TINY["align-st"])
-    model(make_slide(), make_genes()).pow(2).mean().backward()
+    # the branch's output projection starts at zero: one step opens it, the next reaches the convs
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        model(make_slide(), make_genes()).pow(2).mean().backward()
+        opt.step()
     conv_w = model.ndaife.conv[0].weight
     assert conv_w.grad is not None and conv_w.grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)

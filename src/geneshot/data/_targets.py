@@ -76,13 +76,22 @@ class TargetTransform:
             lib[lib == 0] = 1.0
             y = _dense(x[:, idx]) / lib[:, None] * self.target_sum
             return np.log1p(y).astype(np.float32)
-        gidx = np.asarray([self.genes.index(g) if g in self.genes else -1 for g in genes]) if self.genes else idx
+        pos = {g: i for i, g in enumerate(self.genes)}
+        gidx = np.asarray([pos.get(g, -1) for g in genes])
         if (gidx < 0).any():
             raise InputError(None, "some genes have no fitted min–max statistics", "refit the target transform on the training sections")
         lo = np.log10(self.gmin[gidx] + 1)
         hi = np.log10(self.gmax[gidx] + 1)
         y = np.log10(_dense(adata.X[:, idx]) + 1)
         return ((y - lo) / (hi - lo + 1e-8)).astype(np.float32)
+
+    def subset(self, genes: Sequence[str]) -> TargetTransform:
+        """The same transform with statistics kept for ``genes`` only (smaller checkpoints)."""
+        if self.kind != "sgn":
+            return TargetTransform(kind=self.kind, target_sum=self.target_sum)
+        pos = {g: i for i, g in enumerate(self.genes)}
+        idx = np.asarray([pos[g] for g in genes])
+        return TargetTransform(kind="sgn", genes=list(genes), gmin=self.gmin[idx], gmax=self.gmax[idx], target_sum=self.target_sum)
 
     def to_dict(self) -> dict:
         """JSON-able state (saved with checkpoints)."""

@@ -71,23 +71,21 @@ def _conv_out(size: int, strides: list[int]) -> int:
 class NDAIFE(nn.Module):
     """Nuclei Distribution Aware Image Feature Extractor (paper-notes §2.2).
 
-    ``h = LN(h_g + CrossAttn(q=h_g, k=v=nuclei tokens))``. Reading (a) of §2.2/§5.3 is taken: the
+    ``h = h_g + CrossAttn(q=h_g, k=v=nuclei tokens)`` [P residual, §2.2]. Reading (a) of §2.2/§5.3 is taken: the
     F_conv output map is kept as ``s x s`` spatial tokens (with a learnable position embedding [I])
     so the attention is not degenerate. The global feature ``h_g`` is the frozen patch feature
-    through a small MLP projection [I, §5.1]. The LayerNorm after the residual is ours [I].
+    through a linear projection [I, §5.1]. The attention's output projection starts at zero, so the
+    branch starts as the identity and learns how much nuclei context to add [I] (on a synthetic task
+    both this and dropping a post-residual LayerNorm trained better).
     """
 
     def __init__(self, cfg: dict) -> None:
         super().__init__()
         d = cfg["d_model"]
         self.use_nuclei = bool(cfg["use_ndaife"])
-        self.global_proj = nn.Sequential(
-            nn.LayerNorm(cfg["d_img"]),
-            nn.Linear(cfg["d_img"], d),
-            nn.GELU(),
-            nn.Dropout(cfg["dropout"]),
-            nn.Linear(d, d),
-        )
+        # A plain linear projection of the frozen feature, as SGN's first layer [C]: on a synthetic
+        # text-conditioned task it beat LayerNorm/MLP variants (unseen-gene PCC 0.81 vs 0.70-0.77).
+        self.global_proj = nn.Linear(cfg["d_img"], d)
         if not self.use_nuclei:
             return
         channels, strides = list(cfg["conv_channels"]), list(cfg["conv_strides"])
@@ -114,7 +112,7 @@ class NDAIFE(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, side * side, prev))
         nn.init.trunc_normal_(self.pos, std=0.02)
         self.attn = nn.MultiheadAttention(d, cfg["n_heads"], kdim=prev, vdim=prev, batch_first=True)
-        self.norm = nn.LayerNorm(d)
+        nn.init.zeros_(self.attn.out_proj.weight)
 
     def forward(self, image: torch.Tensor, nuclei: torch.Tensor | None) -> torch.Tensor:
         """Fused patch features ``(N, d_model)``."""
@@ -123,7 +121,7 @@ class NDAIFE(nn.Module):
             return hg
         if nuclei is None:
             # Fallback when no nuclei maps were prepared: the residual branch contributes nothing.
-            return self.norm(hg)
+            return hg
         if tuple(nuclei.shape[1:]) != self.nuclei_shape:
             raise InputError(
                 None,
@@ -133,7 +131,7 @@ class NDAIFE(nn.Module):
         f = self.conv(nuclei)
         tokens = f.flatten(2).transpose(1, 2) + self.pos
         a, _ = self.attn(hg.unsqueeze(1), tokens, tokens, need_weights=False)
-        return self.norm(hg + a.squeeze(1))
+        return hg + a.squeeze(1)
 
 
 class PGGP(nn.Module):

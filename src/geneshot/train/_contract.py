@@ -38,6 +38,8 @@ class DataContract:
     unseen_genes: list[str] = field(default_factory=list)
     feature_mean: list[float] = field(default_factory=list)
     feature_std: list[float] = field(default_factory=list)
+    targets: dict = field(default_factory=dict)  # every convention's training statistics, by kind
+    train_sections: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-able dict."""

@@ -26,7 +26,7 @@ import torch
 
 from geneshot import __version__
 from geneshot.cache import atomic_path
-from geneshot.data import TargetTransform
+from geneshot.data import TARGET_KINDS, TargetTransform
 from geneshot.errors import InputError
 from geneshot.models import MODELS, GeneInputs, SlideInputs, create_model, mse_pcc_loss
 from geneshot.prepare import PreparedGenes, PreparedSection
@@ -54,6 +54,7 @@ class TrainConfig:
     patience: int = 10
     val_spot_frac: float = 0.2  # validation spots held out of the loss in each training section
     n_val_genes: int = 100  # zero-shot: seen genes held out of training, for model selection
+    val_context: int = 256  # zero-shot validation: training genes joining the gene graph
     seed: int = 0
     grad_clip: float = 1.0
 
@@ -184,11 +185,16 @@ class GeneshotModel:
             image_dim=int(image_all.shape[1]),
             nuclei_shape=list(nuc0.shape[1:]) if use_nuclei else None,
             text_dim=int(genes.pooled.shape[1]),
-            target=target.to_dict(),
+            target=target.subset(list(seen_genes) + list(unseen_genes)).to_dict(),
             seen_genes=list(seen_genes),
             unseen_genes=list(unseen_genes),
             feature_mean=image_all.mean(0).tolist(),
             feature_std=_std(image_all).tolist(),
+            targets={
+                kind: TargetTransform.fit([s.adata for s in sections], kind).subset(list(seen_genes) + list(unseen_genes)).to_dict()
+                for kind in TARGET_KINDS
+            },
+            train_sections=[s.name for s in sections],
         )
         if self.model_config.get("permute_text"):
             rng = np.random.default_rng(self.model_config.get("permute_seed", 0))
@@ -265,7 +271,7 @@ class GeneshotModel:
                 if tc.grad_clip:
                     torch.nn.utils.clip_grad_norm_(mod.parameters(), tc.grad_clip)
                 opt.step()
-                losses.append(float(loss))
+                losses.append(loss.item())
             val = self._validate(slides, ys, masks, gin, val_genes, train_genes)
             self.history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_pcc": val})
             bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_pcc=f"{val:.3f}")
@@ -289,7 +295,12 @@ class GeneshotModel:
         mod = self.module
         mod.eval()
         vg = torch.from_numpy(val_genes)
-        ctx = gin.select(torch.from_numpy(train_genes)) if self.setting == "zero-shot" else None
+        ctx = None
+        if self.setting == "zero-shot":
+            # a fixed sample of training genes joins the gene graph; all of them would cost
+            # seconds per epoch for little change in the ranking of epochs
+            n_ctx = min(len(train_genes), self.train_config.val_context)
+            ctx = gin.select(torch.from_numpy(np.sort(np.random.default_rng(0).choice(train_genes, n_ctx, replace=False))))
         rs = []
         for s, y, m in zip(slides, ys, masks):
             hold = ~m.to(y.device)
@@ -387,6 +398,14 @@ class GeneshotModel:
     def target(self) -> TargetTransform:
         """The target transform fitted on the training sections."""
         return TargetTransform.from_dict(self.contract.target)
+
+    def target_for(self, kind: str | None) -> TargetTransform:
+        """The run's own transform (``kind=None``) or another convention fitted on the same training sections."""
+        if kind is None or kind == self.target.kind:
+            return self.target
+        if kind not in self.contract.targets:
+            raise InputError(None, f"target convention {kind!r} is not stored in this run", f"use one of: {', '.join(self.contract.targets)}")
+        return TargetTransform.from_dict(self.contract.targets[kind])
 
 
 def _device(accelerator: str) -> torch.device:
