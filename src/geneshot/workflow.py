@@ -52,7 +52,11 @@ def load_sections(
         from geneshot.data import align_genes, clean_var_names
 
         secs = [align_genes(clean_var_names(a), list(universe)) for a in secs]
-    return prepare_sections(secs, features, cache=cache, progress=progress)
+    from geneshot.train._distributed import rank_world, sharded
+
+    # under torchrun each process fills the cache for its shard first; then all read everything
+    sharded(secs, lambda part: prepare_sections(part, features, cache=cache, progress=progress))
+    return prepare_sections(secs, features, cache=cache, progress=progress and rank_world()[0] == 0)
 
 
 def split_genes(

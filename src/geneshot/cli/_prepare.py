@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
@@ -56,6 +58,9 @@ def prepare_cmd(data, dataset, sections, n_genes, out, cache_dir, quiet, **kw) -
     from geneshot.io import has_image, read_dataset
     from geneshot.prepare import Timer, prepare_genes, prepare_sections
 
+    if quiet:
+        # transformers draws its own "Loading weights" bar; it reads this before importing
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     t0 = time.perf_counter()
     timer = Timer()
     cache = make_cache(cache_dir)
@@ -70,15 +75,16 @@ def prepare_cmd(data, dataset, sections, n_genes, out, cache_dir, quiet, **kw) -
     with timer("gene texts + embeddings"):
         genes = select_genes(secs, "top_mean", n_genes)
         pg = prepare_genes(genes, config, cache=cache, progress=not quiet)
-    with timer("write"):
+    # every output goes to a temporary file first; they are renamed only once all were
+    # written, so a failure (or Ctrl-C) leaves no partial .h5ad and no summary behind
+    with timer("write"), ExitStack() as outputs:
         out.mkdir(parents=True, exist_ok=True)
         for p in prepared:
             a = p.adata.copy()
             a.obsm[f"X_{config.image_encoder}"] = p.image
             if p.nuclei_summary is not None:
                 a.obsm["nuclei_summary"] = p.nuclei_summary
-            with atomic_path(out / f"{p.name}.h5ad") as tmp:
-                a.write_h5ad(tmp)
+            a.write_h5ad(outputs.enter_context(atomic_path(out / f"{p.name}.h5ad")))
         summary = {
             "dataset": dataset,
             "sections": {p.name: p.adata.n_obs for p in prepared},
@@ -90,8 +96,7 @@ def prepare_cmd(data, dataset, sections, n_genes, out, cache_dir, quiet, **kw) -
             "timings_s": {k: round(v, 2) for k, v in timer.times.items()},
             "cache": {"root": str(cache.root), "hits": cache.hits, "computed": cache.misses},
         }
-        with atomic_path(out / "prepare_summary.json") as tmp:
-            tmp.write_text(json.dumps(summary, indent=2))
+        outputs.enter_context(atomic_path(out / "prepare_summary.json")).write_text(json.dumps(summary, indent=2))
     total = time.perf_counter() - t0
     click.echo(f"prepared {summary['spots']} spots in {len(prepared)} sections ({', '.join(summary['sections'])}); {len(pg.symbols)} gene descriptions encoded")
     for k, v in timer.times.items():

@@ -42,18 +42,23 @@ def _read_config(path: Path | None) -> dict:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="YAML with `model:` and `train:` overrides.")
 @click.option("--epochs", type=int, default=None, help="Override max epochs.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--ensemble", "n_members", type=int, default=1, show_default=True, help="Train N members (seeds seed..seed+N-1) into OUT/members/<k>/ for uncertainty.")
 @click.option("--accelerator", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
 @click.option("--devices", type=int, default=1, show_default=True, help="Devices (use torchrun for several; see README).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder to write.")
 @feature_options
 @cache_option
 @click.option("--quiet", is_flag=True)
-def train_cmd(data, dataset, train_sections, setting, model_name, targets, n_unseen, unseen_genes, seen_pool, config_path, epochs, seed, accelerator, devices, out, cache_dir, quiet, **kw) -> None:
+def train_cmd(data, dataset, train_sections, setting, model_name, targets, n_unseen, unseen_genes, seen_pool, config_path, epochs, seed, n_members, accelerator, devices, out, cache_dir, quiet, **kw) -> None:
     """Train a model on TRAINING sections (validation is drawn from them) and save a run folder."""
     from geneshot.data import TargetTransform, load_gene_list
     from geneshot.train import GeneshotModel
     from geneshot.workflow import genes_for, load_sections, split_genes
 
+    from geneshot.train._distributed import init_distributed
+
+    rank, world = init_distributed(accelerator)  # torchrun sets WORLD_SIZE; otherwise (0, 1)
+    quiet = quiet or rank != 0
     cache = make_cache(cache_dir)
     data = resolve_data_dir(data, dataset)
     features = feature_config_from(kw)
@@ -67,12 +72,23 @@ def train_cmd(data, dataset, train_sections, setting, model_name, targets, n_uns
     described = set(genes.symbols)
     split.seen = [g for g in split.seen if g in described]
     target = TargetTransform.fit([s.adata for s in secs], targets)
-    model = GeneshotModel(model_name, setting, tcfg, **cfg.get("model", {}))
-    if setting == "zero-shot":
-        model.train(secs, genes, seen_genes=split.seen, unseen_genes=split.unseen, target=target, features=features.to_dict(), accelerator=accelerator, devices=devices, progress=not quiet)
-    else:
-        model.train(secs, genes, seen_genes=split.unseen, target=target, features=features.to_dict(), accelerator=accelerator, devices=devices, progress=not quiet)
-    model.save(out)
+
+    def fit(member_seed: int) -> GeneshotModel:
+        model = GeneshotModel(model_name, setting, {**tcfg, "seed": member_seed}, **cfg.get("model", {}))
+        if setting == "zero-shot":
+            model.train(secs, genes, seen_genes=split.seen, unseen_genes=split.unseen, target=target, features=features.to_dict(), accelerator=accelerator, devices=devices, progress=not quiet)
+        else:
+            model.train(secs, genes, seen_genes=split.unseen, target=target, features=features.to_dict(), accelerator=accelerator, devices=devices, progress=not quiet)
+        return model
+
+    # --ensemble N: N seeds in OUT/members/<k>/; OUT/run.json + weights.pt stay member 0's
+    from geneshot.train._ensemble import Ensemble
+
+    ens = Ensemble.train(n_members, fit, base_seed=seed)
+    if rank != 0:
+        return  # every process holds the same weights; rank 0 writes them
+    ens.save(out)
+    model = ens.members[0]
     best = getattr(model, "best_val", None)
     click.echo(f"trained {model_name} ({setting}, {targets} targets) on {train_sections}: {len(model.contract.seen_genes)} training genes, {len(model.contract.unseen_genes)} unseen")
     if best is not None:

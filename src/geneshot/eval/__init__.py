@@ -75,3 +75,13 @@ __all__ = [
     "validation_spot_mask",
     "write_split",
 ]
+
+from geneshot.eval._benchmark import (  # noqa: E402
+    DEFAULT_CONFIG,
+    BenchmarkResult,
+    aggregate,
+    resolve_config,
+    run_benchmark,
+)
+
+__all__ += ["DEFAULT_CONFIG", "BenchmarkResult", "aggregate", "resolve_config", "run_benchmark"]

@@ -39,11 +39,17 @@ def her2st_patient(section: str) -> str:
 
 
 def list_her2st_sections(data_dir: Path) -> list[str]:
-    """Section ids that have a count table under ``ST-cnts``."""
+    """Section ids that have a count table under ``ST-cnts`` or a spot file under ``ST-spotfiles``.
+
+    A section with only one of the two is listed so that reading it names the missing file
+    (an incomplete download) instead of calling the section unknown.
+    """
     cnts = Path(data_dir) / "ST-cnts"
     if not cnts.is_dir():
         raise InputError(cnts, "folder does not exist", "point --data at the her2st folder (it holds ST-cnts/, ST-spotfiles/, ST-imgs/)")
-    return sorted(p.name.split(".")[0] for p in cnts.glob("*.tsv*") if _SECTION_RE.match(p.name.split(".")[0]))
+    ids = {p.name.split(".")[0] for p in cnts.glob("*.tsv*")}
+    ids |= {p.name.split("_")[0] for p in (Path(data_dir) / "ST-spotfiles").glob("*_selection.tsv")}
+    return sorted(s for s in ids if _SECTION_RE.match(s))
 
 
 def _parse_count_table(path: Path) -> pd.DataFrame:

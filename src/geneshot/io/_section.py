@@ -62,7 +62,7 @@ def check_counts(counts: pd.DataFrame, source: str | os.PathLike | None) -> pd.D
         raw = counts.iat[r, c]
         raise InputError(
             source,
-            f"count table has {int(bad.to_numpy().sum())} non-numeric or NaN values (first: spot {counts.index[r]!r}, gene {counts.columns[c]!r}, value {raw!r})",
+            f"count table has {int(bad.to_numpy().sum())} non-numeric or NaN values (first: spot {counts.index[r]!r}, gene {counts.columns[c]!r}, value {raw if isinstance(raw, float) else repr(raw)})",
             "counts must be non-negative numbers; fix or drop those cells",
         )
     arr = numeric.to_numpy(dtype=np.float64)

@@ -48,6 +48,15 @@ ALIGN_ST_DEFAULTS: dict = {
     "knn_k": 5,
     # head [I, §2.5]
     "normalize_gene": True,
+    # geneshot addition [I]: add a projection of the pooled sentence embedding to the CLS
+    # output, so the gene side starts from the text encoder's own semantic summary
+    "use_pooled": False,
+    # geneshot addition [I]: a learned gene vector shared by all genes, added before the head.
+    # Genes whose text says little fall back to the common spatial pattern (what the `depth`
+    # control predicts) instead of a random direction.
+    "shared_gene_vector": False,
+    # gradient through the context genes of the gene graph (False: they are fixed neighbours)
+    "context_grad": False,
     # genes encoded per chunk (bounds memory when thousands of context genes are passed)
     "gene_chunk": 512,
     # ablation switches (paper-notes §2.8 ablation table, §4.16)
@@ -280,8 +289,10 @@ class AlignST(GeneExpressionModule):
         self.ndaife = NDAIFE(cfg)
         self.pggp = PGGP(cfg)
         self.gene_proj = nn.Linear(d, d)  # CLS -> Z in D_e [I, §2.3 "Output"]
+        self.pooled_proj = nn.Linear(cfg["d_text"], d) if cfg["use_pooled"] else None
         self.asig = ASIG(d, cfg["top_k"]) if cfg["use_asig"] else None
         self.gene_bias = nn.Linear(d, 1)
+        self.gene_shared = nn.Parameter(torch.zeros(d)) if cfg["shared_gene_vector"] else None
         self.spot_in = nn.Sequential(nn.Linear(d, d), nn.LeakyReLU(0.2))
         self.sage = (
             SpotSAGE(d, cfg["n_graph_layers"], residual=True) if cfg["use_spot_graph"] else None
@@ -304,19 +315,34 @@ class AlignST(GeneExpressionModule):
         visual = self.pggp.visual_stream(h)
         # Context genes join the ASIG graph but are not output [I, §5.7: unseen + seen at test].
         use_context = context is not None and context.n_genes > 0 and self.asig is not None
-        allg = GeneInputs.concat([genes, context]) if use_context else genes
-        chunk = int(self.config["gene_chunk"])
-        z = torch.cat(
-            [
-                self.pggp(allg.tokens[i : i + chunk], allg.mask[i : i + chunk], visual)
-                for i in range(0, allg.n_genes, chunk)
-            ]
-        )
-        z = self.gene_proj(z)
+        z = self._embed(genes, visual)
+        if use_context:
+            # Context genes are fixed neighbours for this step [I]: no gradient through them,
+            # which makes a large context (closer to the test-time graph of all seen genes)
+            # affordable in training.
+            with torch.set_grad_enabled(torch.is_grad_enabled() and bool(self.config["context_grad"])):
+                zc = self._embed(context, visual)
+            z = torch.cat([z, zc])
         f = self.asig(z, genes.n_genes) if self.asig is not None else z
+        if self.gene_shared is not None:
+            f = f + self.gene_shared
         b = self.gene_bias(f).squeeze(-1)
         w = F.normalize(f, dim=-1) if self.config["normalize_gene"] else f
         return w, b
+
+    def _embed(self, genes: GeneInputs, visual) -> torch.Tensor:
+        """Z for a gene set, in chunks (bounds memory with thousands of context genes)."""
+        chunk = int(self.config["gene_chunk"])
+        z = torch.cat(
+            [
+                self.pggp(genes.tokens[i : i + chunk], genes.mask[i : i + chunk], visual)
+                for i in range(0, genes.n_genes, chunk)
+            ]
+        )
+        z = self.gene_proj(z)
+        if self.pooled_proj is not None:
+            z = z + self.pooled_proj(genes.pooled)
+        return z
 
     # -- public interface ---------------------------------------------------------------------
     def encode_spots(self, slide: SlideInputs) -> torch.Tensor:

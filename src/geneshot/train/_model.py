@@ -31,6 +31,7 @@ from geneshot.errors import InputError
 from geneshot.models import MODELS, GeneInputs, SlideInputs, create_model, mse_pcc_loss
 from geneshot.prepare import PreparedGenes, PreparedSection
 from geneshot.train._contract import DataContract
+from geneshot.train._distributed import rank_world
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class TrainConfig:
     val_context: int = 256  # zero-shot validation: training genes joining the gene graph
     seed: int = 0
     grad_clip: float = 1.0
+    slides_per_step: int = 1  # gradient accumulation; with torchrun, at least the world size
 
     def to_dict(self) -> dict:
         """Plain dict."""
@@ -251,27 +253,46 @@ class GeneshotModel:
         mod = self.module.to(device)
         opt = torch.optim.AdamW(mod.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         best, best_state, bad = -math.inf, None, 0
-        bar = tqdm(range(tc.max_epochs), desc=f"train {self.name}", disable=not progress, leave=False)
+        rank, world = rank_world()
+        # slides per optimiser step, over all processes (a multiple of the world size)
+        group = max(tc.slides_per_step, world)
+        group = int(math.ceil(group / world) * world)
+        if world > 1:
+            _broadcast_params(mod)
+        bar = tqdm(range(tc.max_epochs), desc=f"train {self.name}", disable=not progress or rank != 0, leave=False)
         for epoch in bar:
             mod.train()
             losses = []
-            for i in rng.permutation(len(slides)):
-                k = min(tc.genes_per_step, len(train_genes))
-                pick = rng.choice(train_genes, k, replace=False)
-                ctx = None
-                if self.setting == "zero-shot" and tc.context_per_step:
-                    rest = np.setdiff1d(train_genes, pick)
-                    if len(rest):
-                        ctx = gin.select(torch.from_numpy(rng.choice(rest, min(tc.context_per_step, len(rest)), replace=False)))
-                pred = mod(slides[i], gin.select(torch.from_numpy(pick)), ctx)
-                m = masks[i].to(device)
-                loss = mse_pcc_loss(pred[m], ys[i][m][:, torch.from_numpy(pick).to(device)], tc.pcc_weight)
+            order = rng.permutation(len(slides))
+            for start in range(0, len(order), group):
+                # randomness is drawn for the whole group on every rank, so that a run on W
+                # processes sees exactly the draws of a single-process run with W slides per step
+                draws = []
+                for i in order[start : start + group]:
+                    pick = rng.choice(train_genes, min(tc.genes_per_step, len(train_genes)), replace=False)
+                    ctx_idx = None
+                    if self.setting == "zero-shot" and tc.context_per_step:
+                        rest = np.setdiff1d(train_genes, pick)
+                        if len(rest):
+                            ctx_idx = rng.choice(rest, min(tc.context_per_step, len(rest)), replace=False)
+                    draws.append((i, pick, ctx_idx))
                 opt.zero_grad()
-                loss.backward()
+                for r, (i, pick, ctx_idx) in enumerate(draws):
+                    if r % world != rank:
+                        continue
+                    ctx = None if ctx_idx is None else gin.select(torch.from_numpy(ctx_idx))
+                    pred = mod(slides[i], gin.select(torch.from_numpy(pick)), ctx)
+                    m = masks[i].to(device)
+                    loss = mse_pcc_loss(pred[m], ys[i][m][:, torch.from_numpy(pick).to(device)], tc.pcc_weight)
+                    (loss / len(draws)).backward()
+                    losses.append(loss.item())
+                if world > 1:
+                    _all_reduce_grads(mod)
                 if tc.grad_clip:
                     torch.nn.utils.clip_grad_norm_(mod.parameters(), tc.grad_clip)
                 opt.step()
-                losses.append(loss.item())
+            if world > 1:
+                _average_buffers(mod)  # identical BatchNorm statistics -> identical validation on all ranks
             val = self._validate(slides, ys, masks, gin, val_genes, train_genes)
             self.history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_pcc": val})
             bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_pcc=f"{val:.3f}")
@@ -406,6 +427,36 @@ class GeneshotModel:
         if kind not in self.contract.targets:
             raise InputError(None, f"target convention {kind!r} is not stored in this run", f"use one of: {', '.join(self.contract.targets)}")
         return TargetTransform.from_dict(self.contract.targets[kind])
+
+
+def _broadcast_params(mod: torch.nn.Module) -> None:
+    """Start every process from rank 0's weights."""
+    import torch.distributed as dist
+
+    for t in list(mod.parameters()) + list(mod.buffers()):
+        dist.broadcast(t.data, src=0)
+
+
+def _average_buffers(mod: torch.nn.Module) -> None:
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    for b in mod.buffers():
+        if b.dtype.is_floating_point:
+            dist.all_reduce(b.data, op=dist.ReduceOp.SUM)
+            b.data /= world
+        else:
+            dist.broadcast(b.data, src=0)
+
+
+def _all_reduce_grads(mod: torch.nn.Module) -> None:
+    """Sum gradients over processes (each rank's loss is already divided by the group size)."""
+    import torch.distributed as dist
+
+    for p in mod.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
 
 
 def _device(accelerator: str) -> torch.device:

@@ -1,0 +1,283 @@
+"""Deep ensembles (several seeds) and MC dropout: a mean prediction and a per-spot spread.
+
+A run folder trained with ``geneshot train --ensemble N`` looks like::
+
+    RUN_DIR/
+        run.json          member 0's run file plus an "ensemble" block (members, seeds)
+        weights.pt        member 0's weights, so GeneshotModel.load(RUN_DIR) still works
+        members/<k>/      one GeneshotModel run folder per member
+
+:meth:`Ensemble.load` reads such a folder or a plain single run (one member). With one
+member the spread comes from MC dropout (dropout left on at prediction) where the model
+has dropout, and is undefined (NaN) otherwise; :attr:`Ensemble.uncertainty` says which.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from geneshot import __version__
+from geneshot.cache import atomic_path
+from geneshot.data import TargetTransform
+from geneshot.errors import InputError
+from geneshot.prepare import PreparedGenes, PreparedSection
+from geneshot.train._contract import DataContract
+from geneshot.train._model import GeneshotModel
+
+MEMBERS_DIR = "members"
+# contract fields every member must share (weights and feature statistics may differ)
+_SHARED = ("features", "image_dim", "nuclei_shape", "text_dim", "seen_genes", "unseen_genes")
+
+
+def _dropout_layers(module: torch.nn.Module) -> list[torch.nn.Module]:
+    return [
+        m
+        for m in module.modules()
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0
+    ]
+
+
+class Ensemble:
+    """Several :class:`GeneshotModel` members predicting together.
+
+    Parameters
+    ----------
+    members
+        Trained models sharing one data contract (same features and gene split).
+    mc_samples
+        Stochastic forward passes for MC dropout when there is a single member (0 turns
+        MC dropout off).
+    seeds
+        Training seed of each member (provenance only).
+    """
+
+    def __init__(
+        self,
+        members: Sequence[GeneshotModel],
+        *,
+        mc_samples: int = 16,
+        seeds: Sequence[int] | None = None,
+    ) -> None:
+        if not members:
+            raise InputError(
+                None, "an ensemble needs at least one member", "pass trained GeneshotModel objects"
+            )
+        for m in members:
+            if m.contract is None:
+                raise InputError(
+                    None, "an ensemble member is not trained", "train or load every member first"
+                )
+        c0 = members[0].contract.to_dict()
+        for k, m in enumerate(members[1:], 1):
+            ck = m.contract.to_dict()
+            bad = [f for f in _SHARED if ck[f] != c0[f]]
+            if bad or m.name != members[0].name or m.setting != members[0].setting:
+                raise InputError(
+                    None,
+                    f"ensemble member {k} differs from member 0 in {', '.join(bad) or 'model or setting'}",
+                    "train all members on the same data, genes and features (only the seed may differ)",
+                )
+        self.members = list(members)
+        self.mc_samples = int(mc_samples)
+        self.seeds = list(seeds) if seeds is not None else [m.train_config.seed for m in members]
+
+    # ------------------------------------------------------------------ what it is
+    @property
+    def n_members(self) -> int:
+        """Number of members."""
+        return len(self.members)
+
+    @property
+    def contract(self) -> DataContract:
+        """The shared data contract (member 0's)."""
+        return self.members[0].contract
+
+    @property
+    def name(self) -> str:
+        """Registered model name."""
+        return self.members[0].name
+
+    @property
+    def setting(self) -> str:
+        """``"zero-shot"`` or ``"supervised"``."""
+        return self.members[0].setting
+
+    @property
+    def target(self) -> TargetTransform:
+        """The target transform fitted on the training sections."""
+        return self.members[0].target
+
+    def target_for(self, kind: str | None) -> TargetTransform:
+        """See :meth:`GeneshotModel.target_for`."""
+        return self.members[0].target_for(kind)
+
+    @property
+    def uncertainty(self) -> str:
+        """How the spread is computed: ``"deep-ensemble"``, ``"mc-dropout"`` or ``"none"``."""
+        if self.n_members > 1:
+            return "deep-ensemble"
+        m = self.members[0]
+        if self.mc_samples > 1 and m.spec.kind == "torch" and _dropout_layers(m.module):
+            return "mc-dropout"
+        return "none"
+
+    def describe(self) -> dict:
+        """Provenance for ``uns``: method, members, seeds, MC passes."""
+        return {
+            "method": self.uncertainty,
+            "n_members": self.n_members,
+            "seeds": self.seeds,
+            "mc_samples": self.mc_samples if self.uncertainty == "mc-dropout" else 0,
+            "statistic": "standard deviation across members / passes, in target units"
+            if self.uncertainty != "none"
+            else "not available (single member without dropout); layer is NaN",
+        }
+
+    # ------------------------------------------------------------------ prediction
+    def predict(
+        self,
+        section: PreparedSection,
+        genes: PreparedGenes,
+        names: Sequence[str],
+        *,
+        context: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """Mean prediction (n_spots, len(names)); same signature as :meth:`GeneshotModel.predict`.
+
+        A single member returns its own deterministic prediction (dropout off), so a
+        one-member ensemble predicts exactly like the model it wraps.
+        """
+        return self.predict_with_uncertainty(section, genes, names, context=context, spread=False)[
+            0
+        ]
+
+    def predict_with_uncertainty(
+        self,
+        section: PreparedSection,
+        genes: PreparedGenes,
+        names: Sequence[str],
+        *,
+        context: Sequence[str] | None = None,
+        spread: bool = True,
+        seed: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation (both (n_spots, len(names)), target units).
+
+        Deep ensemble: mean and spread across members. One member: its deterministic
+        prediction, and the spread of ``mc_samples`` passes with dropout on (seeded by
+        ``seed``), or NaN when the model has no dropout.
+        """
+        preds = [m.predict(section, genes, names, context=context) for m in self.members]
+        mean = np.mean(preds, axis=0).astype(np.float32) if len(preds) > 1 else preds[0]
+        if not spread:
+            return mean, np.full_like(mean, np.nan)
+        if len(preds) > 1:
+            return mean, np.std(preds, axis=0).astype(np.float32)
+        if self.uncertainty == "mc-dropout":
+            samples = self._mc_samples(section, genes, names, context, seed)
+            return mean, np.std(samples, axis=0).astype(np.float32)
+        return mean, np.full_like(mean, np.nan)
+
+    def _mc_samples(self, section, genes, names, context, seed: int) -> np.ndarray:
+        m = self.members[0]
+        layers = _dropout_layers(m.module)
+
+        def dropout_on(_module, _args):
+            # GeneshotModel.predict puts the module in eval mode; switch only dropout back on
+            # (batch norm keeps its running statistics)
+            for layer in layers:
+                layer.train()
+
+        hook = m.module.register_forward_pre_hook(dropout_on)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return np.stack(
+                    [
+                        m.predict(section, genes, names, context=context)
+                        for _ in range(self.mc_samples)
+                    ]
+                )
+        finally:
+            hook.remove()
+            m.module.eval()
+
+    # ------------------------------------------------------------------ training and persistence
+    @classmethod
+    def train(
+        cls,
+        n_members: int,
+        fit: Callable[[int], GeneshotModel],
+        *,
+        base_seed: int = 0,
+        mc_samples: int = 16,
+    ) -> Ensemble:
+        """Train ``n_members`` models with seeds ``base_seed + k``; ``fit(seed)`` returns a trained model."""
+        if n_members < 1:
+            raise InputError(
+                None, f"ensemble size {n_members} is not positive", "use --ensemble 1 or more"
+            )
+        seeds = [base_seed + k for k in range(n_members)]
+        return cls([fit(s) for s in seeds], mc_samples=mc_samples, seeds=seeds)
+
+    def save(self, run_dir: str | os.PathLike) -> Path:
+        """Write the members under ``run_dir/members/<k>/`` and a top-level run file.
+
+        The top-level ``run.json`` + ``weights.pt`` are member 0's, so commands that load a
+        single :class:`GeneshotModel` keep working; ``run.json`` is written last.
+        """
+        run_dir = Path(run_dir)
+        if self.n_members == 1:
+            return self.members[0].save(run_dir)
+        for k, m in enumerate(self.members):
+            m.save(run_dir / MEMBERS_DIR / str(k))
+        first = run_dir / MEMBERS_DIR / "0"
+        with atomic_path(run_dir / "weights.pt") as tmp:
+            shutil.copyfile(first / "weights.pt", tmp)
+        meta = json.loads((first / "run.json").read_text())
+        meta["ensemble"] = {
+            "geneshot_version": __version__,
+            "n_members": self.n_members,
+            "members": [f"{MEMBERS_DIR}/{k}" for k in range(self.n_members)],
+            "seeds": self.seeds,
+        }
+        with atomic_path(run_dir / "run.json") as tmp:
+            tmp.write_text(json.dumps(meta, indent=1))
+        return run_dir
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, *, mc_samples: int = 16) -> Ensemble:
+        """Load an ensemble run folder, or a single run as a one-member ensemble."""
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise InputError(
+                run_dir, "run folder does not exist", "pass the --out folder of `geneshot train`"
+            )
+        meta_path = run_dir / "run.json"
+        block = None
+        if meta_path.exists():
+            try:
+                block = json.loads(meta_path.read_text()).get("ensemble")
+            except (ValueError, AttributeError) as err:
+                raise InputError(
+                    meta_path, f"run file is unreadable ({err})", "retrain the model"
+                ) from None
+        if not block:
+            return cls([GeneshotModel.load(run_dir)], mc_samples=mc_samples)
+        members = []
+        for rel in block.get("members", []):
+            if not (run_dir / rel).is_dir():
+                raise InputError(
+                    run_dir / rel,
+                    "ensemble member folder is missing",
+                    "retrain with --ensemble, or copy the whole run folder",
+                )
+            members.append(GeneshotModel.load(run_dir / rel))
+        return cls(members, mc_samples=mc_samples, seeds=block.get("seeds"))
