@@ -17,7 +17,13 @@ from geneshot.cache import Cache
 from geneshot.data import TargetTransform, gene_means, gene_universe
 from geneshot.errors import InputError
 from geneshot.io import read_dataset
-from geneshot.prepare import FeatureConfig, PreparedGenes, PreparedSection, prepare_genes, prepare_sections
+from geneshot.prepare import (
+    FeatureConfig,
+    PreparedGenes,
+    PreparedSection,
+    prepare_genes,
+    prepare_sections,
+)
 
 log = logging.getLogger(__name__)
 

@@ -104,3 +104,18 @@ def prepare_cmd(data, dataset, sections, n_genes, out, cache_dir, quiet, **kw) -
     click.echo(f"  {'total':<24} {total:6.1f} s")
     click.echo(f"cache {cache.root}: {cache.summary()}")
     click.echo(f"wrote {out}/<section>.h5ad (obsm: X_{config.image_encoder}{', nuclei_summary' if config.nuclei else ''}) and prepare_summary.json")
+
+
+@main.command("encoders")
+def encoders_cmd() -> None:
+    """List registered image and text encoders (hub entries need `pip install geneshot[foundation]`)."""
+    from geneshot.encoders.image import IMAGE_ENCODERS
+    from geneshot.encoders.text import TEXT_ENCODERS
+
+    click.echo("image encoders:")
+    for name, spec in IMAGE_ENCODERS.items():
+        click.echo(f"  {name:<14} {spec.dim:>5}-d {spec.input_size:>4} px  {'hub (HF_TOKEN)' if spec.needs_hub else 'offline'}")
+    click.echo("text encoders:")
+    for name in TEXT_ENCODERS:
+        click.echo(f"  {name}")
+    click.echo("  hf:<model id>  any Hugging Face / sentence-transformers model")

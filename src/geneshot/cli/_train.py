@@ -53,9 +53,8 @@ def train_cmd(data, dataset, train_sections, setting, model_name, targets, n_uns
     """Train a model on TRAINING sections (validation is drawn from them) and save a run folder."""
     from geneshot.data import TargetTransform, load_gene_list
     from geneshot.train import GeneshotModel
-    from geneshot.workflow import genes_for, load_sections, split_genes
-
     from geneshot.train._distributed import init_distributed
+    from geneshot.workflow import genes_for, load_sections, split_genes
 
     rank, world = init_distributed(accelerator)  # torchrun sets WORLD_SIZE; otherwise (0, 1)
     quiet = quiet or rank != 0
@@ -111,11 +110,12 @@ def evaluate_cmd(run_dir, data, dataset, sections, which, targets, out, cache_di
     from geneshot.cache import atomic_path
     from geneshot.errors import InputError
     from geneshot.prepare import FeatureConfig, prepare_genes
-    from geneshot.train import GeneshotModel
+    from geneshot.train import Ensemble
     from geneshot.workflow import evaluate, load_sections
 
     cache = make_cache(cache_dir)
-    model = GeneshotModel.load(run_dir)
+    # an ensemble run is scored by its members' mean (a single run is a one-member ensemble)
+    model = Ensemble.load(run_dir)
     data = resolve_data_dir(data, dataset)
     features = FeatureConfig(**model.contract.features)
     overlap = set(sections.split(",")) & set(model.contract.train_sections)
@@ -141,3 +141,13 @@ def evaluate_cmd(run_dir, data, dataset, sections, which, targets, out, cache_di
         s = summary[conv]
         click.echo(f"{conv:<12} {summary['mse']:8.4f} {summary['mae']:8.4f} {s['pcc_f']:7.3f} {s['pcc_s']:7.3f} {s['pcc_m']:7.3f}")
     click.echo(f"wrote {out} and {per_gene_path}")
+
+
+@main.command("models")
+def models_cmd() -> None:
+    """List registered models and the settings they support."""
+    from geneshot.models import MODELS
+
+    for name, spec in MODELS.items():
+        settings = "/".join(s for s, ok in (("zero-shot", spec.zero_shot), ("supervised", spec.supervised)) if ok)
+        click.echo(f"{name:<14} {spec.kind:<9} {settings:<21} {spec.description}")
