@@ -28,6 +28,8 @@ from geneshot import __version__
 from geneshot._constants import ENV_CACHE
 
 _FINGERPRINTS: dict[tuple[str, int, int], str] = {}
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def default_cache_dir() -> Path:
@@ -85,6 +87,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.is_file():
+            os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get normal permissions
         os.replace(tmp_path, target)
     except BaseException:
         if tmp_path.is_dir():
