@@ -118,7 +118,7 @@ def _maps_figure(m: dict):
         try:
             from geneshot.image import SlideImage
 
-            image, scale = SlideImage(m["image_path"]).thumbnail(900)
+            image, scale = SlideImage(m["image_path"]).thumbnail(2000)
         except Exception as err:  # noqa: BLE001 (a missing image must not lose the report)
             log.warning("no H&E under the maps of %s: %s", m["section"], err)
     xy = np.asarray(m["xy"]) * scale

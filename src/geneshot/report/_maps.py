@@ -114,8 +114,10 @@ def plot_gene_maps(
             )
             coll.set_array(np.ma.masked_invalid(v))
             ax.add_collection(coll)
-            ax.set_xlim(0, w)
-            ax.set_ylim(h, 0)  # image rows grow downwards
+            # zoom on the spots (with a margin) rather than the whole slide
+            margin = 1.5 * spot_size
+            ax.set_xlim(max(0.0, xy[:, 0].min() - margin), min(w, xy[:, 0].max() + margin))
+            ax.set_ylim(min(h, xy[:, 1].max() + margin), max(0.0, xy[:, 1].min() - margin))  # rows grow downwards
             ax.set_aspect("equal")
             ax.set_xticks([])
             ax.set_yticks([])
