@@ -88,3 +88,16 @@ def test_every_zero_shot_model_trains_and_predicts_unseen(name):
     assert pred.shape == (secs[1].adata.n_obs, 4) and np.isfinite(pred).all()
     if name == "permuted-text":
         assert m.text_permutation is not None and any(k != v for k, v in m.text_permutation.items())
+
+
+def test_gene_memory_trains_seen_slots_only():
+    secs, pg, genes = tiny_data()
+    target = TargetTransform.fit([s.adata for s in secs], "libsize")
+    m = GeneshotModel("align-st", "zero-shot", {"max_epochs": 2, "genes_per_step": 6, "context_per_step": 4, "n_val_genes": 3}, **{**MODEL_CFG, "gene_memory": 1})
+    m.train(secs, pg, seen_genes=genes[4:], unseen_genes=genes[:4], target=target, features=FEATURES, progress=False)
+    mem = m.module.memory.weight.detach()
+    assert mem.shape[0] == len(genes[4:])  # one slot per seen gene
+    assert mem.abs().sum() > 0  # trained slots moved from their zero start
+    gin = m._genes(pg, genes[:6])
+    assert gin.ids.tolist() == [-1, -1, -1, -1, 0, 1]  # unseen genes have no slot
+    assert np.isfinite(m.predict(secs[0], pg, genes[:4])).all()

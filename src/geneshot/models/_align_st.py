@@ -55,6 +55,13 @@ ALIGN_ST_DEFAULTS: dict = {
     # Genes whose text says little fall back to the common spatial pattern (what the `depth`
     # control predicts) instead of a random direction.
     "shared_gene_vector": False,
+    # geneshot addition [I]: a learned vector per seen training gene ("gene memory", 0 = off;
+    # the trainer sets the number of slots). Unseen genes have none and borrow their seen
+    # neighbours' memory through ASIG, as the text-knn baseline borrows their ridge fits. In
+    # training an output gene's own slot is dropped with `memory_drop`, so that the model also
+    # learns to predict from text and neighbours alone, as it must for unseen genes.
+    "gene_memory": 0,
+    "memory_drop": 0.5,
     # gradient through the context genes of the gene graph (False: they are fixed neighbours)
     "context_grad": False,
     # genes encoded per chunk (bounds memory when thousands of context genes are passed)
@@ -293,6 +300,10 @@ class AlignST(GeneExpressionModule):
         self.asig = ASIG(d, cfg["top_k"]) if cfg["use_asig"] else None
         self.gene_bias = nn.Linear(d, 1)
         self.gene_shared = nn.Parameter(torch.zeros(d)) if cfg["shared_gene_vector"] else None
+        n_mem = int(cfg["gene_memory"])
+        self.memory = nn.Embedding(n_mem, d) if n_mem > 0 else None
+        if self.memory is not None:
+            nn.init.zeros_(self.memory.weight)
         self.spot_in = nn.Sequential(nn.Linear(d, d), nn.LeakyReLU(0.2))
         self.sage = (
             SpotSAGE(d, cfg["n_graph_layers"], residual=True) if cfg["use_spot_graph"] else None
@@ -315,7 +326,7 @@ class AlignST(GeneExpressionModule):
         visual = self.pggp.visual_stream(h)
         # Context genes join the ASIG graph but are not output [I, §5.7: unseen + seen at test].
         use_context = context is not None and context.n_genes > 0 and self.asig is not None
-        z = self._embed(genes, visual)
+        z = self._embed(genes, visual, drop=self.training)
         if use_context:
             # Context genes are fixed neighbours for this step [I]: no gradient through them,
             # which makes a large context (closer to the test-time graph of all seen genes)
@@ -330,7 +341,7 @@ class AlignST(GeneExpressionModule):
         w = F.normalize(f, dim=-1) if self.config["normalize_gene"] else f
         return w, b
 
-    def _embed(self, genes: GeneInputs, visual) -> torch.Tensor:
+    def _embed(self, genes: GeneInputs, visual, drop: bool = False) -> torch.Tensor:
         """Z for a gene set, in chunks (bounds memory with thousands of context genes)."""
         chunk = int(self.config["gene_chunk"])
         z = torch.cat(
@@ -342,6 +353,12 @@ class AlignST(GeneExpressionModule):
         z = self.gene_proj(z)
         if self.pooled_proj is not None:
             z = z + self.pooled_proj(genes.pooled)
+        if self.memory is not None and genes.ids is not None:
+            has = genes.ids >= 0
+            if drop and self.config["memory_drop"] > 0:
+                has = has & (torch.rand(has.shape, device=has.device) >= self.config["memory_drop"])
+            mem = self.memory(genes.ids.clamp(min=0)) * has.unsqueeze(-1)
+            z = z + mem
         return z
 
     # -- public interface ---------------------------------------------------------------------

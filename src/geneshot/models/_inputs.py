@@ -73,11 +73,15 @@ class GeneInputs:
         ``(G, L)`` bool, ``True`` marks a real (non-padding) token.
     pooled
         ``(G, D_T)`` float32 pooled sentence embedding.
+    ids
+        Optional ``(G,)`` long index of each gene in the model's gene memory (its seen training
+        genes); ``-1`` for genes without a memory slot (unseen genes). ``None``: no memory.
     """
 
     tokens: torch.Tensor
     mask: torch.Tensor
     pooled: torch.Tensor
+    ids: torch.Tensor | None = None
 
     @property
     def n_genes(self) -> int:
@@ -90,11 +94,13 @@ class GeneInputs:
             idx = torch.as_tensor(idx, device=self.tokens.device)
             if idx.dtype != torch.bool:
                 idx = idx.long()
-        return GeneInputs(self.tokens[idx], self.mask[idx], self.pooled[idx])
+        ids = None if self.ids is None else self.ids[idx]
+        return GeneInputs(self.tokens[idx], self.mask[idx], self.pooled[idx], ids)
 
     def to(self, device: torch.device | str) -> GeneInputs:
         """Copy to ``device``."""
-        return GeneInputs(self.tokens.to(device), self.mask.to(device), self.pooled.to(device))
+        ids = None if self.ids is None else self.ids.to(device)
+        return GeneInputs(self.tokens.to(device), self.mask.to(device), self.pooled.to(device), ids)
 
     @staticmethod
     def concat(parts: list[GeneInputs]) -> GeneInputs:
@@ -105,7 +111,10 @@ class GeneInputs:
             pad = length - p.tokens.shape[1]
             tokens.append(torch.nn.functional.pad(p.tokens, (0, 0, 0, pad)))
             masks.append(torch.nn.functional.pad(p.mask, (0, pad), value=False))
-        return GeneInputs(torch.cat(tokens), torch.cat(masks), torch.cat([p.pooled for p in parts]))
+        ids = None
+        if any(p.ids is not None for p in parts):
+            ids = torch.cat([p.ids if p.ids is not None else torch.full((p.n_genes,), -1, dtype=torch.long) for p in parts])
+        return GeneInputs(torch.cat(tokens), torch.cat(masks), torch.cat([p.pooled for p in parts]), ids)
 
     def validate(self) -> GeneInputs:
         """Check shapes; raise :class:`InputError` naming the field at fault."""

@@ -144,10 +144,15 @@ class GeneshotModel:
             src = [self.text_permutation.get(g, g) for g in names]
             src = [g if g in genes.texts else n for g, n in zip(src, names)]
         idx = genes.index(src)
+        ids = None
+        if self.model_config.get("gene_memory"):
+            slot = {g: i for i, g in enumerate(self.contract.seen_genes)}
+            ids = torch.tensor([slot.get(g, -1) for g in names], dtype=torch.long)
         return GeneInputs(
             torch.from_numpy(np.asarray(genes.tokens[idx], np.float32)),
             torch.from_numpy(np.asarray(genes.mask[idx], bool)),
             torch.from_numpy(np.asarray(genes.pooled[idx], np.float32)),
+            ids,
         )
 
     # ------------------------------------------------------------------ training
@@ -223,6 +228,8 @@ class GeneshotModel:
             self.history = [{"fit_s": round(time.perf_counter() - t0, 2)}]
             return self
         device = _device(accelerator)
+        if self.model_config.get("gene_memory"):
+            self.model_config["gene_memory"] = len(self.contract.seen_genes)  # one slot per seen gene
         self.module = create_model(self.name, **{**self.model_config, **self._dims()})
         self._fit_torch(slides, ys, genes, list(seen_genes), device, progress)
         self.history.append({"train_s": round(time.perf_counter() - t0, 2)})
