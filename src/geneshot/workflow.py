@@ -100,11 +100,6 @@ def genes_for(split: GeneSplit, features: FeatureConfig, *, cache: Cache, progre
     return prepare_genes(split.unseen + split.seen, features, cache=cache, progress=progress)
 
 
-def predict_sections(model, sections: Sequence[PreparedSection], genes: PreparedGenes, names: Sequence[str]) -> list[np.ndarray]:
-    """Model predictions for each section."""
-    return [model.predict(s, genes, names) for s in sections]
-
-
 def evaluate(
     model,
     sections: Sequence[PreparedSection],
@@ -123,7 +118,7 @@ def evaluate(
 
     target = target or model.target
     ys = [target.transform(s.adata, list(names)) for s in sections]
-    preds = list(predictions) if predictions is not None else predict_sections(model, sections, genes, names)
+    preds = list(predictions) if predictions is not None else [model.predict(s, genes, names) for s in sections]
     sec_ids = np.concatenate([[s.name] * s.adata.n_obs for s in sections])
     summary, per_gene = evaluate_predictions(np.concatenate(ys), np.concatenate(preds), list(names), sec_ids)
     return summary, per_gene, ys, preds
