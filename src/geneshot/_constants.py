@@ -19,6 +19,7 @@ class Key:
     ARRAY_ROW = "array_row"  # grid row index of the spot (legacy ST: y, Visium: row)
     ARRAY_COL = "array_col"  # grid column index of the spot (legacy ST: x, Visium: col)
     IN_TISSUE = "in_tissue"
+    TOTAL_COUNTS = "total_counts"  # library size over ALL measured genes, fixed at read time
 
     # uns["spatial"][library_id] = {"images": ..., "scalefactors": ..., "metadata": ...}
     UNS_SPATIAL = "spatial"

@@ -70,3 +70,13 @@ def test_libsize_targets_remove_depth():
     # both spots have the same composition: identical targets despite 10x depth
     np.testing.assert_allclose(y[0], y[1], rtol=1e-6)
     np.testing.assert_allclose(y[0, 0], np.log1p(1e4 * 0.1), rtol=1e-6)
+
+
+def test_libsize_uses_every_measured_gene_whatever_the_alignment():
+    from geneshot.data import align_genes
+
+    a = section("A", {"G": [1, 10], "H": [9, 90], "OTHER": [90, 0]})
+    full = TargetTransform(kind="libsize").transform(a, ["G"])
+    narrow = TargetTransform(kind="libsize").transform(align_genes(a, ["G", "H"]), ["G"])
+    np.testing.assert_allclose(narrow, full)
+    np.testing.assert_allclose(full[0, 0], np.log1p(1e4 * 1 / 100), rtol=1e-6)

@@ -20,6 +20,7 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
+from geneshot._constants import Key
 from geneshot.errors import InputError
 
 TARGET_KINDS = ("libsize", "sgn")
@@ -72,7 +73,12 @@ class TargetTransform:
             raise InputError(None, f"{len(miss)} genes are not in the section (e.g. {miss[:3]})", "align sections to the run's gene universe first")
         if self.kind == "libsize":
             x = sp.csr_matrix(adata.X)
-            lib = np.asarray(x.sum(axis=1)).ravel()
+            # library size over every measured gene (recorded at read time), not just the genes
+            # this AnnData was aligned to; fall back to the row sums for foreign AnnData
+            if Key.TOTAL_COUNTS in adata.obs:
+                lib = adata.obs[Key.TOTAL_COUNTS].to_numpy(dtype=np.float64).copy()
+            else:
+                lib = np.asarray(x.sum(axis=1)).ravel()
             lib[lib == 0] = 1.0
             y = _dense(x[:, idx]) / lib[:, None] * self.target_sum
             return np.log1p(y).astype(np.float32)

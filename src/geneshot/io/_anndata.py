@@ -113,9 +113,11 @@ def section_from_matrix(
     )
     prefix = len(section) + 1  # obs names are f"{section}_{spot id}"
     rows = spot_ids.get_indexer([name[prefix:] for name in skeleton.obs_names])
+    obs = skeleton.obs.copy()
+    obs[Key.TOTAL_COUNTS] = np.asarray(m[rows].sum(axis=1)).ravel().astype(np.float64)
     out = ad.AnnData(
         X=m[rows],
-        obs=skeleton.obs,
+        obs=obs,
         var=pd.DataFrame(index=pd.Index(genes, name="gene")),
         obsm={Key.SPATIAL: skeleton.obsm[Key.SPATIAL]},
         uns=skeleton.uns,

@@ -163,6 +163,9 @@ def make_section(
             Key.PATIENT: pd.Categorical([patient] * len(common)),
             Key.ARRAY_ROW: spots["array_row"].to_numpy(),
             Key.ARRAY_COL: spots["array_col"].to_numpy(),
+            # recorded before any gene alignment, so that library-size targets do not depend
+            # on which genes a run keeps
+            Key.TOTAL_COUNTS: counts.to_numpy(dtype=np.float64).sum(axis=1),
         },
         index=pd.Index([f"{section}_{s}" for s in common], name="spot"),
     )
