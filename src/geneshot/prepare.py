@@ -214,18 +214,14 @@ def prepare_genes(
     if extra_descriptions:
         texts.update(extra_descriptions)
     keep = [s for s in symbols if s in texts]
-    parts = {"enc": config.text_encoder, "texts": hash_parts([[s, texts[s]] for s in keep])}
-    p = cache.path("text-embeddings", parts)
-    if p.exists():
-        z = cache.arrays("text-embeddings", parts, lambda: {})
-    else:
-        enc = create_text_encoder(config.text_encoder)
-
-        def compute():
-            syms, emb = encode_gene_texts(enc, {s: texts[s] for s in keep}, cache, progress=progress)
-            order = {s: i for i, s in enumerate(syms)}
-            idx = np.asarray([order[s] for s in keep])
-            return {"pooled": np.asarray(emb.pooled)[idx], "tokens": np.asarray(emb.tokens)[idx], "mask": np.asarray(emb.mask)[idx]}
-
-        z = cache.arrays("text-embeddings", parts, compute)
-    return PreparedGenes(symbols=keep, texts={s: texts[s] for s in keep}, pooled=z["pooled"], tokens=z["tokens"], mask=z["mask"], encoder=config.text_encoder, report=report if isinstance(report, dict) else {"report": str(report)})
+    # encode_gene_texts caches the whole set and each text; the model loads only on a miss
+    syms, emb = encode_gene_texts(create_text_encoder(config.text_encoder), {s: texts[s] for s in keep}, cache, progress=progress)
+    return PreparedGenes(
+        symbols=syms,
+        texts={s: texts[s] for s in syms},
+        pooled=emb.pooled,
+        tokens=emb.tokens,
+        mask=emb.mask,
+        encoder=config.text_encoder,
+        report=report if isinstance(report, dict) else {"report": str(report)},
+    )

@@ -444,8 +444,8 @@ def text_hash(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-_NS_SET = "text_emb"
-_NS_ONE = "text_emb_one"
+_NS_SET = "text-embeddings"  # one entry per gene set
+_NS_ONE = "text-embeddings-one"  # one entry per text
 
 
 def _unragged(z: dict[str, np.ndarray]) -> TextEmbeddings:
