@@ -129,6 +129,20 @@ class Cache:
         book = self.hits if hit else self.misses
         book[namespace] = book.get(namespace, 0) + 1
 
+    def load(self, namespace: str, parts: Any) -> dict[str, np.ndarray] | None:
+        """Cached arrays for ``parts``, or None when absent or unreadable (then removed)."""
+        p = self.path(namespace, parts, ".npz")
+        if not p.exists():
+            return None
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                out = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError):
+            p.unlink(missing_ok=True)  # corrupt entry (e.g. disk full earlier): recompute
+            return None
+        self._count(namespace, True)
+        return out
+
     def arrays(
         self,
         namespace: str,
@@ -136,17 +150,11 @@ class Cache:
         compute: Callable[[], dict[str, np.ndarray]],
     ) -> dict[str, np.ndarray]:
         """Return cached arrays for ``parts``, computing and storing them on a miss."""
-        p = self.path(namespace, parts, ".npz")
-        if p.exists():
-            try:
-                with np.load(p, allow_pickle=False) as z:
-                    out = {k: z[k] for k in z.files}
-                self._count(namespace, True)
-                return out
-            except (OSError, ValueError, EOFError):
-                p.unlink(missing_ok=True)  # corrupt entry (e.g. disk full earlier): recompute
+        out = self.load(namespace, parts)
+        if out is not None:
+            return out
         out = compute()
-        save_npz_atomic(p, out)
+        save_npz_atomic(self.path(namespace, parts, ".npz"), out)
         self._count(namespace, False)
         return out
 

@@ -70,8 +70,8 @@ def read_count_table(path: Path, cache: Cache | None = None) -> pd.DataFrame:
         raise InputError(path, "count table does not exist", "check the section id and the data folder")
     cache = cache or Cache()
     key = {"v": "counts-v1", "file": fingerprint(path)}
-    if cache.path("counts", key).exists():
-        z = cache.arrays("counts", key, lambda: {})
+    z = cache.load("counts", key)
+    if z is not None:
         return pd.DataFrame(z["x"], index=z["index"].astype(str), columns=z["columns"].astype(str))
     df = _parse_count_table(path)
     if all(np.issubdtype(dt, np.number) for dt in df.dtypes) and not df.isna().to_numpy().any():
