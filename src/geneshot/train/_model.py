@@ -208,7 +208,7 @@ class GeneshotModel:
             feature_mean=image_all.mean(0).tolist(),
             feature_std=_std(image_all).tolist(),
             targets={
-                kind: TargetTransform.fit([s.adata for s in sections], kind).subset(list(seen_genes) + list(unseen_genes)).to_dict()
+                kind: (target if kind == target.kind else TargetTransform.fit([s.adata for s in sections], kind)).subset(list(seen_genes) + list(unseen_genes)).to_dict()
                 for kind in TARGET_KINDS
             },
             train_sections=[s.name for s in sections],
