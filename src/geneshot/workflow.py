@@ -100,6 +100,38 @@ def genes_for(split: GeneSplit, features: FeatureConfig, *, cache: Cache, progre
     return prepare_genes(split.unseen + split.seen, features, cache=cache, progress=progress)
 
 
+def train_model(
+    model_name: str,
+    setting: str,
+    train: Sequence[PreparedSection],
+    genes: PreparedGenes,
+    split: GeneSplit,
+    target: TargetTransform,
+    features: FeatureConfig,
+    *,
+    train_config: dict | None = None,
+    model_config: dict | None = None,
+    accelerator: str = "cpu",
+    devices: int = 1,
+    progress: bool = True,
+):
+    """Build and train a :class:`~geneshot.train.GeneshotModel`: the one training path.
+
+    The CLI, the benchmark and the scripts all train through here, so the rule of what a
+    setting trains on lives in one place: zero-shot fits the seen genes (the unseen ones are
+    recorded in the contract and never touched); supervised fits the unseen genes themselves
+    (the ceiling), on the same training sections.
+    """
+    from geneshot.train import GeneshotModel
+
+    model = GeneshotModel(model_name, setting, dict(train_config or {}), **dict(model_config or {}))
+    fit_genes = {"seen_genes": split.seen, "unseen_genes": split.unseen} if setting == "zero-shot" else {"seen_genes": split.unseen}
+    return model.train(
+        list(train), genes, **fit_genes, target=target, features=features.to_dict(),
+        accelerator=accelerator, devices=devices, progress=progress,
+    )
+
+
 def evaluate(
     model,
     sections: Sequence[PreparedSection],
