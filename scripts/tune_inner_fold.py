@@ -23,8 +23,7 @@ import torch
 from geneshot.cache import Cache
 from geneshot.data import TargetTransform
 from geneshot.prepare import FeatureConfig
-from geneshot.train import GeneshotModel
-from geneshot.workflow import evaluate, genes_for, load_sections, split_genes
+from geneshot.workflow import evaluate, load_sections, split_and_describe, train_model
 
 
 def main() -> None:
@@ -39,20 +38,17 @@ def main() -> None:
     data = os.path.join(os.environ["GENESHOT_DATA"], "her2st")
     secs = load_sections("her2st", data, train_ids + val_ids, features, cache=cache, progress=False)
     train, val = secs[: len(train_ids)], secs[len(train_ids) :]
-    split = split_genes(train)
-    genes = genes_for(split, features, cache=cache, progress=False)
-    split.seen = [g for g in split.seen if g in set(genes.symbols)]
+    split, genes = split_and_describe(train, features, cache=cache, progress=False)
     target = TargetTransform.fit([s.adata for s in train], "libsize")
     for run in runs:
         name, setting = run.get("model", "align-st"), run.get("setting", "zero-shot")
         t0 = time.time()
         scores, preds_all = [], []
         for seed in run.get("seeds", [0]):
-            model = GeneshotModel(name, setting, {**run.get("train", {}), "seed": seed}, **run.get("cfg", {}))
-            if setting == "zero-shot":
-                model.train(train, genes, seen_genes=split.seen, unseen_genes=split.unseen, target=target, features=features.to_dict(), progress=False)
-            else:
-                model.train(train, genes, seen_genes=split.unseen, target=target, features=features.to_dict(), progress=False)
+            model = train_model(
+                name, setting, train, genes, split, target, features,
+                train_config={**run.get("train", {}), "seed": seed}, model_config=run.get("cfg", {}), progress=False,
+            )
             summary, _, _, preds = evaluate(model, val, genes, split.unseen)
             scores.append(round(summary["per_section"]["pcc_m"], 3))
             preds_all.append(preds)

@@ -20,9 +20,8 @@ from PIL import Image
 from geneshot._constants import Key
 from geneshot.cache import Cache
 from geneshot.cli import main
-from geneshot.errors import InputError
-from geneshot.image import SlideImage
-from geneshot.predict import MEASURED, image_mpp, predict_image, predict_sections, tissue_tiles
+from geneshot.image import SlideImage, image_mpp
+from geneshot.predict import MEASURED, predict_image, predict_sections
 from geneshot.prepare import FeatureConfig
 
 pytestmark = pytest.mark.slow  # ~25 s for the module: one ONNX export, one text-encoder load
@@ -158,8 +157,8 @@ def _image(data_dir: Path, section: str = "C3") -> Path:
 
 
 def test_predict_with_spots_equals_evaluate(data_dir, runs, tmp_path):
-    """Predict C3 at its spots, score with geneshot.eval: the same numbers as `geneshot evaluate`."""
-    from geneshot.eval import evaluate_predictions
+    """Predict C3 at its spots, score with geneshot.metrics: the same numbers as `geneshot evaluate`."""
+    from geneshot.metrics import evaluate_predictions
     from geneshot.prepare import prepare_genes
     from geneshot.train._ensemble import Ensemble
     from geneshot.workflow import evaluate, load_sections
@@ -169,6 +168,7 @@ def test_predict_with_spots_equals_evaluate(data_dir, runs, tmp_path):
     res = CliRunner().invoke(
         main,
         [
+            "-q",
             "evaluate",
             "--run",
             str(runs["single"]),
@@ -180,7 +180,6 @@ def test_predict_with_spots_equals_evaluate(data_dir, runs, tmp_path):
             ",".join(genes),
             "--out",
             str(out),
-            "--quiet",
         ],
     )
     assert res.exit_code == 0, res.output
@@ -222,6 +221,7 @@ def test_predict_with_spots_equals_evaluate(data_dir, runs, tmp_path):
 def test_cli_predict_tiles_then_plot(data_dir, runs, tmp_path):
     out = tmp_path / "pred.h5ad"
     args = [
+        "-q",
         "predict",
         "--run",
         str(runs["ensemble"]),
@@ -235,7 +235,6 @@ def test_cli_predict_tiles_then_plot(data_dir, runs, tmp_path):
         "NOVELGENE1=secreted protein expressed by cancer-associated fibroblasts in breast stroma",
         "--out",
         str(out),
-        "--quiet",
     ]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
@@ -300,6 +299,7 @@ def test_sections_h5ad_plots_measured(data_dir, runs, tmp_path):
     res = CliRunner().invoke(
         main,
         [
+            "-q",
             "predict",
             "--run",
             str(runs["single"]),
@@ -311,7 +311,6 @@ def test_sections_h5ad_plots_measured(data_dir, runs, tmp_path):
             "KRT19,MYC",
             "--out",
             str(out),
-            "--quiet",
         ],
     )
     assert res.exit_code == 0, res.output
@@ -381,20 +380,6 @@ def test_large_pyramidal_tiff_is_read_in_windows(runs, tmp_path, monkeypatch):
     assert a.uns[Key.GENESHOT]["microns_per_pixel"] == pytest.approx(MPP, rel=1e-4)
 
 
-def test_tissue_tiles_on_blank_and_tissue(tmp_path):
-    blank = tmp_path / "blank.png"
-    Image.fromarray(np.full((400, 400, 3), 240, np.uint8)).save(blank)
-    assert tissue_tiles(SlideImage(blank), 50.0, 0.5).empty
-    tis = tmp_path / "tissue.png"
-    im = np.full((400, 400, 3), 240, np.uint8)
-    im[100:300, 0:200] = (180, 90, 170)
-    Image.fromarray(im).save(tis)
-    t = tissue_tiles(SlideImage(tis), 50.0, 0.5)  # 100 px tiles: 2 x 2 cells cover the block
-    assert sorted(zip(t[Key.ARRAY_ROW], t[Key.ARRAY_COL])) == [(1, 0), (1, 1), (2, 0), (2, 1)]
-    with pytest.raises(InputError, match="--mpp"):
-        tissue_tiles(SlideImage(tis), 50.0)  # a PNG has no resolution tag
-
-
 @pytest.mark.parametrize("case", ["not_image", "outside", "unknown_gene", "not_run", "no_mpp"])
 def test_bad_input_exit_2_and_no_output(case, data_dir, runs, tmp_path):
     out = tmp_path / "pred.h5ad"
@@ -423,6 +408,7 @@ def test_bad_input_exit_2_and_no_output(case, data_dir, runs, tmp_path):
     res = CliRunner().invoke(
         main,
         [
+            "-q",
             "predict",
             "--run",
             run,
@@ -432,7 +418,6 @@ def test_bad_input_exit_2_and_no_output(case, data_dir, runs, tmp_path):
             genes,
             "--out",
             str(out),
-            "--quiet",
             *extra,
         ],
     )
@@ -469,3 +454,74 @@ def test_uncertainty_check_script_rank_correlation():
         measured, predicted, rng.permutation(spread.ravel()).reshape(spread.shape), list("ABCD")
     )
     assert abs(shuffled["spearman"]["pairs"]) < 0.15
+
+
+def _spots_csv(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _truncated(src: Path, dst: Path) -> Path:
+    raw = src.read_bytes()
+    dst.write_bytes(raw[: len(raw) // 2])
+    return dst
+
+
+# name: (breaks the inputs -> (image, extra args), text the error line must hold)
+BROKEN_INPUTS = {
+    "spots_zero_bytes": (
+        lambda d, t, img: (img, ["--spots", str(_spots_csv(t / "s.csv", ""))]),
+        "spot table is empty (0 bytes)",
+    ),
+    "spots_header_only": (
+        lambda d, t, img: (img, ["--spots", str(_spots_csv(t / "s.csv", "id,pixel_x,pixel_y\n"))]),
+        "spot table has a header but no spots",
+    ),
+    "spots_no_pixel_y": (
+        lambda d, t, img: (
+            img,
+            ["--spots", str(_spots_csv(t / "s.csv", "id,pixel_x,y\na,600,700\n"))],
+        ),
+        "missing column 'pixel_y'",
+    ),
+    "spots_text_coordinate": (
+        lambda d, t, img: (
+            img,
+            ["--spots", str(_spots_csv(t / "s.csv", "id,pixel_x,pixel_y\na,600,700\nb,8g0,700\n"))],
+        ),
+        "column 'pixel_x' has 1 non-numeric or missing values (first: spot 'b', value '8g0')",
+    ),
+    "spots_a_folder": (
+        lambda d, t, img: (img, ["--spots", str(t)]),
+        "spot table is a folder, not a file",
+    ),
+    "image_a_folder": (lambda d, t, img: (str(t), []), "is a folder, not an image file"),
+    "image_zero_bytes": (
+        lambda d, t, img: (str(_spots_csv(t / "slide.jpg", "")), []),
+        "image file is empty (0 bytes)",
+    ),
+    "image_truncated_jpeg": (
+        lambda d, t, img: (str(_truncated(Path(img), t / "slide.jpg")), []),
+        "image cannot be decoded (truncated or corrupt",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_INPUTS))
+def test_broken_files_fail_in_one_line(case, data_dir, runs, tmp_path):
+    """Bad --image / --spots files: exit 2, one line naming the file and the fix, no output."""
+    breaks, needle = BROKEN_INPUTS[case]
+    work = tmp_path / "in"
+    work.mkdir()
+    image, extra = breaks(data_dir, work, str(_image(data_dir)))
+    out = tmp_path / "pred.h5ad"
+    args = ["-q", "predict", "--run", str(runs["single"]), "--image", image, "--mpp", str(MPP)]
+    res = CliRunner().invoke(main, [*args, "--genes", "KRT19", "--out", str(out), *extra])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in res.output, res.output
+    assert lines[0].startswith("error: ") and "Fix: " in lines[0], lines[0]
+    assert needle in lines[0], lines[0]
+    bad_file = extra[1] if extra else image
+    assert bad_file in lines[0]
+    assert not out.exists() and not list(tmp_path.glob(".pred.h5ad*"))

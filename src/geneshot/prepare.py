@@ -160,6 +160,7 @@ def prepare_sections(
                 nz = _nuclei_cached(pt, config, cache, progress, key_parts)
                 maps, summary = nz["maps"], nz["summary"]
         out.append(PreparedSection(adata=a, image=np.asarray(feats, np.float32), nuclei=maps, nuclei_summary=summary))
+        log.info("%s: %d spots prepared (%s features%s)", section_id(a), a.n_obs, config.image_encoder, ", nuclei maps" if config.nuclei else "")
     return out
 
 
@@ -205,7 +206,7 @@ def prepare_genes(
     missing
         Genes without annotation: ``"symbol"`` (described by symbol alone) or ``"drop"``.
     """
-    from geneshot.encoders.text import create_text_encoder, encode_gene_texts
+    from geneshot.encoders import create_text_encoder, encode_gene_texts
     from geneshot.genes import describe_genes
 
     config = config or FeatureConfig()

@@ -79,11 +79,14 @@ def split_genes(
     given); the seen genes are the next ``seen_pool`` most expressed genes. SGN trains on
     all remaining genes (~15,000); most of them are almost always zero in legacy ST spots,
     so geneshot keeps the most expressed ones (a measured choice, see BENCHMARKS.md).
+
+    ``described`` (genes that have a text description) drops the seen genes outside it
+    AFTER the pool is taken, without refilling it, and never changes the unseen genes: the
+    test genes depend on expression alone, whatever text source is used. Use
+    :func:`split_and_describe` to split and describe in one step.
     """
     means = gene_means([s.adata for s in train])
     order = sorted(means.index, key=lambda g: (-means[g], g))
-    if described is not None:
-        order = [g for g in order if g in described]
     if unseen is None:
         unseen = order[:n_unseen]
     unseen = list(unseen)
@@ -92,12 +95,38 @@ def split_genes(
         raise InputError(None, f"{len(missing)} unseen genes are not measured (e.g. {missing[:3]})", "give genes present in the count tables")
     uset = set(unseen)
     seen = [g for g in order if g not in uset and means[g] > 0][:seen_pool]
+    if described is not None:
+        seen = [g for g in seen if g in described]
     return GeneSplit(seen=seen, unseen=unseen)
 
 
 def genes_for(split: GeneSplit, features: FeatureConfig, *, cache: Cache, progress: bool = True) -> PreparedGenes:
     """Descriptions + embeddings of every gene of a split."""
     return prepare_genes(split.unseen + split.seen, features, cache=cache, progress=progress)
+
+
+def split_and_describe(
+    train: Sequence[PreparedSection],
+    features: FeatureConfig,
+    *,
+    cache: Cache,
+    n_unseen: int = 250,
+    seen_pool: int = 2000,
+    unseen: Sequence[str] | None = None,
+    progress: bool = True,
+) -> tuple[GeneSplit, PreparedGenes]:
+    """Split genes on TRAINING sections and describe them: the one rule for every caller.
+
+    Seen genes without a description are dropped (see :func:`split_genes`); the unseen
+    genes are the split's whatever their texts. Returns the split and the genes' texts and
+    embeddings (which cover every gene of the returned split that has a description).
+    """
+    split = split_genes(train, n_unseen=n_unseen, seen_pool=seen_pool, unseen=unseen)
+    genes = genes_for(split, features, cache=cache, progress=progress)
+    split = split_genes(
+        train, n_unseen=n_unseen, seen_pool=seen_pool, unseen=split.unseen, described=set(genes.symbols)
+    )
+    return split, genes
 
 
 def train_model(
@@ -112,7 +141,6 @@ def train_model(
     train_config: dict | None = None,
     model_config: dict | None = None,
     accelerator: str = "cpu",
-    devices: int = 1,
     progress: bool = True,
 ):
     """Build and train a :class:`~geneshot.train.GeneshotModel`: the one training path.
@@ -128,7 +156,7 @@ def train_model(
     fit_genes = {"seen_genes": split.seen, "unseen_genes": split.unseen} if setting == "zero-shot" else {"seen_genes": split.unseen}
     return model.train(
         list(train), genes, **fit_genes, target=target, features=features.to_dict(),
-        accelerator=accelerator, devices=devices, progress=progress,
+        accelerator=accelerator, progress=progress,
     )
 
 
@@ -146,7 +174,7 @@ def evaluate(
     Targets use the model's own transform (fitted on its training sections) unless
     ``target`` is given. Returns (summary, per-gene table, targets, predictions).
     """
-    from geneshot.eval import evaluate_predictions
+    from geneshot.metrics import evaluate_predictions
 
     target = target or model.target
     ys = [target.transform(s.adata, list(names)) for s in sections]

@@ -6,6 +6,7 @@ output folder nor the cache is left with a half-written file.
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from cli_helpers import (
     spot_path,
     write_section,
 )
+from PIL import Image
 
 import geneshot.read
 from geneshot.errors import InputError
@@ -33,7 +35,7 @@ def prepare(data: Path, tmp_path: Path, *extra: str):
     """Run ``geneshot prepare`` (no nuclei, no progress) with a private cache and --out."""
     out, cache = tmp_path / "out", tmp_path / "cache"
     args = ["prepare", "--data", str(data), "--out", str(out), "--cache", str(cache)]
-    res = invoke([*args, "--no-nuclei", "--quiet", *extra])
+    res = invoke(["-q", *args, "--no-nuclei", *extra])
     return res, out, cache
 
 
@@ -48,7 +50,7 @@ def test_missing_data_folder(tmp_path):
 def test_missing_data_and_no_env(tmp_path, monkeypatch):
     monkeypatch.delenv("GENESHOT_DATA", raising=False)
     out = tmp_path / "out"
-    res = invoke(["prepare", "--out", str(out), "--cache", str(tmp_path / "c"), "--quiet"])
+    res = invoke(["-q", "prepare", "--out", str(out), "--cache", str(tmp_path / "c")])
     assert_clean_failure(res, "--data", "GENESHOT_DATA", out=out)
 
 
@@ -203,7 +205,9 @@ def test_unknown_section(her2st, tmp_path, name):
 
 def test_unknown_dataset(her2st, tmp_path):
     res, out, cache = prepare(her2st, tmp_path, "--dataset", "visium-hd")
-    assert_clean_failure(res, "unknown dataset 'visium-hd'", "cscc", "her2st", out=out, cache=cache)
+    # --dataset is a click Choice: rejected while parsing, before anything is read or written
+    assert res.exit_code == 2 and "'visium-hd' is not one of 'cscc', 'her2st'" in res.output
+    assert "Traceback" not in res.output and not out.exists() and not cache.exists()
 
 
 def test_failure_after_a_good_section_writes_nothing(her2st, tmp_path):
@@ -246,7 +250,7 @@ def test_real_process_exit_code_and_no_traceback(her2st, tmp_path):
     counts_path(her2st).unlink()
     out = tmp_path / "out"
     env = {**os.environ, "GENESHOT_CACHE": str(tmp_path / "cache")}
-    args = ["prepare", "--data", str(her2st), "--sections", "C2", "--out", str(out), "--quiet"]
+    args = ["-q", "prepare", "--data", str(her2st), "--sections", "C2", "--out", str(out)]
     for module in ("geneshot.cli", "geneshot"):
         proc = _run_module([module, *args], env)
         assert proc.returncode == 2, proc.stderr
@@ -262,3 +266,164 @@ def test_real_process_exit_code_and_no_traceback(her2st, tmp_path):
     assert (
         proc.returncode == 2 and "Traceback" not in proc.stderr and "GENESHOT_DATA" in proc.stderr
     )
+
+
+# ---------------------------------------------------------------------------- broken files
+# Each case breaks one file of section C2 the way downloads and hand edits break files.
+# pandas, gzip, PIL and tifffile report these with a dozen exception types; the readers
+# must turn every one into the same one-line error naming the file.
+
+
+def _gz(text: str) -> bytes:
+    return gzip.compress(text.encode())
+
+
+COUNT_CASES = {
+    "zero_bytes": (lambda p: p.write_bytes(b""), "count table is empty (0 bytes)"),
+    "gzip_of_nothing": (lambda p: p.write_bytes(_gz("")), "count table holds no data"),
+    "header_only": (
+        lambda p: p.write_bytes(_gz("\tERBB2\tKRT19\n")),
+        "count table is empty (0 spots x 2 genes)",
+    ),
+    "truncated_gz": (
+        lambda p: p.write_bytes(p.read_bytes()[:60]),
+        "count table cannot be parsed (EOFError",
+    ),
+    "not_gzip": (
+        lambda p: p.write_text("spot\tERBB2\n1x1\t3\n"),
+        "count table cannot be parsed (BadGzipFile",
+    ),
+    "binary_junk": (
+        lambda p: p.write_bytes(_gz("\x00\x01") + bytes(range(256)) * 8),
+        "count table cannot be parsed",
+    ),
+    "a_folder": (lambda p: (p.unlink(), p.mkdir()), "count table is a folder, not a file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COUNT_CASES))
+def test_broken_count_table(her2st, tmp_path, case):
+    breaks, needle = COUNT_CASES[case]
+    breaks(counts_path(her2st))
+    res, out, cache = prepare(her2st, tmp_path, "--sections", "C2")
+    assert_clean_failure(res, str(counts_path(her2st)), needle, out=out, cache=cache)
+    assert not (cache / "counts").exists()  # a broken table is never cached
+
+
+def _edit_line(path: Path, line: int, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` in one line (1 = header) of a text file."""
+    lines = path.read_text().splitlines()
+    assert old in lines[line - 1]
+    lines[line - 1] = lines[line - 1].replace(old, new, 1)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _spot_cell(path: Path, line: int, column: str, value: str) -> None:
+    """Set one cell of the spot file to the raw text ``value``."""
+    lines = path.read_text().splitlines()
+    col = lines[0].split("\t").index(column)
+    cells = lines[line - 1].split("\t")
+    cells[col] = value
+    lines[line - 1] = "\t".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
+SPOT_CASES = {
+    "zero_bytes": (lambda p: p.write_bytes(b""), ["spot file is empty (0 bytes)"]),
+    "header_only": (
+        lambda p: p.write_text(p.read_text().splitlines()[0] + "\n"),
+        ["spot file has a header but no spots"],
+    ),
+    "no_x_column": (
+        lambda p: _edit_line(p, 1, "x\ty\tnew_x", "col\ty\tnew_x"),
+        ["missing column 'x'", "x y new_x new_y pixel_x pixel_y"],
+    ),
+    "no_pixel_y_column": (
+        lambda p: _edit_line(p, 1, "\tpixel_y", "\tpy"),
+        ["missing column 'pixel_y'"],
+    ),
+    "text_pixel_x": (
+        lambda p: _spot_cell(p, 4, "pixel_x", "12O.5"),
+        ["column 'pixel_x'", "1 non-numeric", "line 4", "'12O.5'", "must be numbers"],
+    ),
+    "text_array_y": (
+        lambda p: _spot_cell(p, 3, "y", "one"),
+        ["column 'y'", "line 3", "'one'"],
+    ),
+    "empty_cell": (
+        lambda p: _spot_cell(p, 2, "pixel_y", ""),
+        ["column 'pixel_y'", "line 2, empty or NA)"],
+    ),
+    "fractional_array_x": (
+        lambda p: _spot_cell(p, 2, "x", "1.5"),
+        ["non-integer array positions"],
+    ),
+    "binary_junk": (
+        lambda p: p.write_bytes(bytes(range(256)) * 8),
+        ["spot file cannot be parsed (UnicodeDecodeError"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SPOT_CASES))
+def test_broken_spot_file(her2st, tmp_path, case):
+    breaks, needles = SPOT_CASES[case]
+    breaks(spot_path(her2st))
+    res, out, cache = prepare(her2st, tmp_path, "--sections", "C2")
+    assert_clean_failure(res, str(spot_path(her2st)), *needles, out=out, cache=cache)
+
+
+def _write_tiff(path: Path, truncate: bool) -> None:
+    import tifffile
+
+    rgb = np.asarray(Image.open(path.with_suffix(".jpg")).convert("RGB"))
+    tifffile.imwrite(path, rgb, photometric="rgb")
+    if truncate:
+        raw = path.read_bytes()
+        path.write_bytes(raw[: len(raw) // 2])  # header and IFD survive, pixel data does not
+
+
+IMAGE_CASES = {
+    "zero_bytes": (lambda p: p.write_bytes(b""), ["image file is empty (0 bytes)", "re-download"]),
+    "text_named_jpg": (
+        lambda p: p.write_text("<html>404 Not Found</html>"),
+        ["not a readable image", "JPEG, PNG or TIFF"],
+    ),
+    "a_folder": (lambda p: (p.unlink(), p.mkdir()), ["is a folder, not an image file"]),
+    "truncated_jpeg": (
+        lambda p: p.write_bytes(p.read_bytes()[:2000]),
+        ["image cannot be decoded (truncated or corrupt", "re-download"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IMAGE_CASES))
+def test_broken_image(her2st, tmp_path, case):
+    breaks, needles = IMAGE_CASES[case]
+    breaks(image_path(her2st))
+    res, out, cache = prepare(her2st, tmp_path, "--sections", "C2")
+    assert_clean_failure(res, str(image_path(her2st)), *needles, out=out, cache=cache)
+
+
+def test_truncated_tiff(her2st, tmp_path):
+    """A TIFF cut short opens (its header is intact); reading its pixels must fail cleanly."""
+    pytest.importorskip("tifffile")
+    tif = image_path(her2st).with_suffix(".tif")
+    _write_tiff(tif, truncate=True)
+    image_path(her2st).unlink()  # the section's only image is now the broken TIFF
+    res, out, cache = prepare(her2st, tmp_path, "--sections", "C2")
+    assert_clean_failure(
+        res, str(tif), "image cannot be decoded (truncated or corrupt", out=out, cache=cache
+    )
+    assert not (cache / "patches").exists()
+
+
+def test_intact_tiff_is_read(her2st, tmp_path):
+    """The control for the case above: the same TIFF, not truncated, prepares fine."""
+    pytest.importorskip("tifffile")
+    tif = image_path(her2st).with_suffix(".tif")
+    _write_tiff(tif, truncate=False)
+    image_path(her2st).unlink()
+    res, out, _ = prepare(her2st, tmp_path, "--sections", "C2")
+    assert res.exit_code == 0, res.output
+    assert (out / "C2.h5ad").exists()

@@ -29,7 +29,7 @@ def workspace(tmp_path_factory) -> dict[str, Path]:
 
 def run_prepare(ws: dict[str, Path], out: Path, *extra: str):
     args = ["prepare", "--data", str(ws["data"]), "--sections", "C2,C3", "--out", str(out)]
-    return invoke([*args, "--cache", str(ws["cache"]), "--quiet", *extra])
+    return invoke(["-q", *args, "--cache", str(ws["cache"]), *extra])
 
 
 @pytest.mark.slow

@@ -21,8 +21,8 @@ N_GENES = 300
 @pytest.mark.slow
 def test_prepare_c2_c3_every_spot_has_a_patch_then_cache(her2st_dir, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
-    args = ["prepare", "--data", str(her2st_dir), "--dataset", "her2st", "--sections", "C2,C3"]
-    args += ["--out", str(out), "--cache", str(cache), "--n-genes", str(N_GENES), "--quiet"]
+    args = ["-q", "prepare", "--data", str(her2st_dir), "--dataset", "her2st", "--sections", "C2,C3"]
+    args += ["--out", str(out), "--cache", str(cache), "--n-genes", str(N_GENES)]
 
     t0 = time.perf_counter()
     cold = invoke(args)

@@ -14,8 +14,8 @@ def test_train_then_evaluate(tmp_path):
     for i, sec in enumerate(["C2", "C3", "C4"]):
         write_section(root, sec, n=9, seed=i)
     cache, run = tmp_path / "cache", tmp_path / "run"
-    common = ["--data", str(root), "--dataset", "her2st", "--cache", str(cache), "--quiet"]
-    res = invoke(["train", *common, "--train-sections", "C2,C3", "--model", "align-st", "--n-unseen", "2", "--seen-pool", "3", "--epochs", "1", "--out", str(run)])
+    common = ["--data", str(root), "--dataset", "her2st", "--cache", str(cache)]
+    res = invoke(["-q", "train", *common, "--train-sections", "C2,C3", "--model", "align-st", "--n-unseen", "2", "--seen-pool", "3", "--max-epochs", "1", "--out", str(run)])
     assert res.exit_code == 0, res.output
     meta = json.loads((run / "run.json").read_text())
     assert len(meta["contract"]["unseen_genes"]) == 2 and meta["contract"]["train_sections"] == ["C2", "C3"]

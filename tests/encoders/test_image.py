@@ -129,26 +129,30 @@ def test_auto_backend_picks_onnx_on_cpu(module_cache):
 
 
 def test_onnx_export_is_cached_and_reused(onnx_encoder, module_cache):
-    from geneshot.encoders._image_effnet import onnx_path
+    from geneshot.encoders._image_effnet import models_dir, onnx_path
 
-    path = onnx_path(module_cache)
+    # the export lives in the models folder, not in the feature cache of the run
+    path = onnx_path()
     assert path.is_file() and path.parent.parent.name == "onnx"
+    assert models_dir() in path.parents and module_cache.root not in path.parents
+    assert not onnx_path(module_cache).exists()
     mtime = path.stat().st_mtime_ns
     create_image_encoder(backend="onnx", cache=module_cache)
     assert path.stat().st_mtime_ns == mtime  # loaded, not exported again
 
 
 @pytest.mark.slow
-def test_corrupt_onnx_entry_is_rebuilt(tmp_path):
-    from geneshot.encoders._image_effnet import onnx_path
+def test_corrupt_onnx_entry_is_rebuilt(tmp_path, monkeypatch):
+    from geneshot.encoders._image_effnet import ENV_MODELS, onnx_path
 
-    cache = Cache(tmp_path)
-    path = onnx_path(cache)
+    monkeypatch.setenv(ENV_MODELS, str(tmp_path / "models"))
+    cache = Cache(tmp_path / "cache")
+    path = onnx_path()
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not an onnx graph")
     enc = create_image_encoder(backend="onnx", cache=cache)
     assert enc.embed(_tissue_like(1), progress=False).shape == (1, 1280)
-    assert path.stat().st_size > 1_000_000
+    assert path.stat().st_size > 1_000_000  # exported again in place
 
 
 def test_tta_is_dihedral_invariant(onnx_encoder):

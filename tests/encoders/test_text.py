@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from geneshot.cache import Cache
+from geneshot.encoders import encode_gene_texts
 from geneshot.encoders.text import (
     TEXT_ENCODERS,
     TextEmbeddings,
     TextEncoder,
     create_text_encoder,
-    encode_gene_texts,
+    native_bf16,
 )
 from geneshot.errors import InputError, MissingDependencyError
 
@@ -27,7 +28,8 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def minilm():
-    return create_text_encoder("minilm").load()
+    # float32: the exactness checks below compare against sentence-transformers itself
+    return create_text_encoder("minilm", precision="float32").load()
 
 
 def test_registry_and_lazy_creation():
@@ -76,13 +78,58 @@ def test_minilm_encode(minilm):
     np.testing.assert_allclose(
         alone.tokens[0, :k].astype(np.float32), emb.tokens[0, :k].astype(np.float32), atol=2e-2
     )
-    short = create_text_encoder("minilm", max_tokens=8)
+    short = create_text_encoder("minilm", max_tokens=8, precision="float32")
     short._model, short._prep, short._dim = minilm._model, minilm._prep, minilm._dim
     short._model.max_seq_length = 8
     try:
         assert short.encode(TEXTS).tokens.shape[1] == 8
     finally:
         minilm._model.max_seq_length = minilm.max_tokens
+
+
+def test_native_bf16_agrees_with_torch():
+    import torch
+
+    assert native_bf16() == torch.cpu._is_amx_tile_supported()
+
+
+def test_precision_resolution_and_cache_key(monkeypatch):
+    import geneshot.encoders.text as text
+
+    monkeypatch.setattr(text, "native_bf16", lambda: True)
+    assert create_text_encoder("minilm").precision == "bfloat16"
+    assert create_text_encoder("minilm", device="cuda").precision == "float32"
+    monkeypatch.setattr(text, "native_bf16", lambda: False)
+    fp32 = create_text_encoder("minilm")
+    assert fp32.precision == "float32"
+    bf16 = create_text_encoder("minilm", precision="bfloat16")
+    # another precision is another cache entry; float32 keys are unchanged
+    assert "precision" not in fp32.cache_key and bf16.cache_key["precision"] == "bfloat16"
+    with pytest.raises(InputError, match="precision"):
+        create_text_encoder("minilm", precision="int4")
+    pinned = create_text_encoder("minilm-fp32")
+    assert pinned.precision == "float32" and pinned.cache_key["name"] == "minilm-fp32"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not native_bf16(),
+    reason="no native bfloat16 on this CPU",
+)
+def test_minilm_bfloat16_matches_float32(minilm):
+    bf16 = create_text_encoder("minilm", precision="bfloat16").load()
+    a, b = minilm.encode(TEXTS), bf16.encode(TEXTS)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    cos = (
+        (a.pooled * b.pooled).sum(1)
+        / np.linalg.norm(a.pooled, axis=1)
+        / np.linalg.norm(b.pooled, axis=1)
+    )
+    assert cos.min() > 0.999
+    ta, tb = a.tokens[a.mask].astype(np.float32), b.tokens[b.mask].astype(np.float32)
+    tcos = (ta * tb).sum(1) / np.linalg.norm(ta, axis=1) / np.linalg.norm(tb, axis=1)
+    assert np.percentile(tcos, 1) > 0.99
+    assert not np.array_equal(a.pooled, b.pooled)  # it really ran in another precision
 
 
 class FakeEncoder(TextEncoder):

@@ -60,7 +60,7 @@ def test_describe_gene_list_files(tmp_path):
     [
         ([], "exactly one of --genes and --gene-list"),
         (["--genes", " , "], "--genes is empty"),
-        (["--genes", "ERBB2", "--endpoint", "http://127.0.0.1:9"], "--endpoint needs --model"),
+        (["--genes", "ERBB2", "--endpoint", "http://127.0.0.1:9"], "--endpoint needs --llm-model"),
         (["--gene-list", "nope.txt"], "gene list does not exist"),
         (["--genes", "ERBB2", "--source", "nope.json"], "does not exist"),
     ],
@@ -124,7 +124,7 @@ def test_describe_with_llm_endpoint(server, tmp_path):
         "ERBB2,ESR1",
         "--endpoint",
         url,
-        "--model",
+        "--llm-model",
         "tiny",
         "--samples",
         "2",

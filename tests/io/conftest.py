@@ -125,8 +125,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             srv.truncate_once.discard(path)
             body = body[: len(body) // 2]
             self.close_connection = True
-        self.wfile.write(body)
+        # counted before writing: the client can read the last byte and assert before a
+        # count placed after the write has run (a race on a loaded machine)
         srv.sent += len(body)
+        self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802
         self._serve(True)

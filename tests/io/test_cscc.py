@@ -60,7 +60,7 @@ def test_plain_jpg_is_used_in_place(cscc_root):
 
 
 def test_section_without_image_is_expression_only(cscc_root, caplog):
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="geneshot"):
         a = read.cscc_section(cscc_root, "P2_rep1")
     assert section_meta(a)[Key.IMAGE_PATH] is None
     assert "expression-only" in caplog.text
@@ -126,7 +126,7 @@ def test_estimate_mpp_rejects_irregular_and_tiny_grids(build, caplog, cscc_root)
     # a section whose grid cannot be fitted falls back to the documented default
     f = next(cscc_root.glob("*selection-P2_ST_rep1*"))
     pd.read_csv(f, sep="\t").iloc[:2].to_csv(f, sep="\t", index=False)
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="geneshot"):
         a = read.cscc_section(cscc_root, "P2_rep1")
     assert section_meta(a)[Key.MPP] == CSCC_MPP_DEFAULT and "using 0.70" in caplog.text
 

@@ -32,22 +32,26 @@ def test_fetch_then_list(http_server, build, tmp_path, monkeypatch):
             "data",
             "fetch",
             "cscc",
-            "--dest",
-            str(dest),
+            "--data",
+            str(dest / "cscc"),
             "--base-url",
             http_server.url,
-            "--no-progress",
         ],
     )
     assert res.exit_code == 0, res.output
     assert f"cscc: {dest / 'cscc'} (2 sections)" in res.output
-    res = runner.invoke(main, ["data", "list", "--data", str(dest)])
+    res = runner.invoke(main, ["data", "list", "--data-root", str(dest)])
     assert res.exit_code == 0, res.output
     assert f"2 sections in {dest / 'cscc'}: P2_rep1, P9_rep3" in res.output
-    assert f"not present in {dest}" in res.output  # her2st is not there
-    # a dataset folder given directly is recognised too
-    res = runner.invoke(main, ["data", "list", "--data", str(dest / "cscc")])
-    assert "2 sections in" in res.output
+    assert f"not present in {dest / 'her2st'}" in res.output  # her2st is not there
+    # --data is the dataset's own folder, as in every other command
+    res = runner.invoke(main, ["data", "list", "--dataset", "cscc", "--data", str(dest / "cscc")])
+    assert "2 sections in" in res.output and "her2st" not in res.output
+    # the default folder is $GENESHOT_DATA/<dataset>, where `data fetch` puts it by default
+    monkeypatch.setenv("GENESHOT_DATA", str(dest))
+    res = runner.invoke(main, ["data", "list"])
+    assert f"2 sections in {dest / 'cscc'}" in res.output
+    monkeypatch.delenv("GENESHOT_DATA")
     res = runner.invoke(main, ["data", "list"])
     assert res.exit_code == 0 and "her2st" in res.output and "pass --data" in res.output
 
@@ -59,7 +63,7 @@ def test_bad_inputs_exit_2_with_one_line(http_server, tmp_path):
     assert f"error: {tmp_path / 'missing'}: data folder does not exist. Fix:" in res.output
     (tmp_path / "file").write_text("x")
     res = runner.invoke(
-        main, ["data", "fetch", "cscc", "--dest", str(tmp_path / "file"), "--no-progress"]
+        main, ["data", "fetch", "cscc", "--data", str(tmp_path / "file")]
     )
     assert res.exit_code == 2  # click rejects a file where a folder is expected
     dest = tmp_path / "d"
@@ -69,11 +73,10 @@ def test_bad_inputs_exit_2_with_one_line(http_server, tmp_path):
             "data",
             "fetch",
             "cscc",
-            "--dest",
-            str(dest),
+            "--data",
+            str(dest / "cscc"),
             "--base-url",
             http_server.url,
-            "--no-progress",
         ],
     )
     assert (
@@ -82,5 +85,5 @@ def test_bad_inputs_exit_2_with_one_line(http_server, tmp_path):
         and "Traceback" not in res.output
     )
     assert not dest.exists() or not any(dest.rglob("*"))
-    res = runner.invoke(main, ["data", "fetch", "visium", "--dest", str(dest)])
+    res = runner.invoke(main, ["data", "fetch", "visium", "--data", str(dest)])
     assert res.exit_code == 2 and "Invalid value" in res.output

@@ -80,7 +80,7 @@ def test_hest_sample_with_wsi(hest_root):
 
 
 def test_hest_sample_without_wsi_is_expression_only(hest_root, caplog):
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="geneshot"):
         a = read.hest(hest_root, "SPA1")
     assert section_meta(a)[Key.IMAGE_PATH] is None and "expression-only" in caplog.text
     assert set(a.obs[Key.PATIENT]) == {"SPA1"}
@@ -130,7 +130,7 @@ def test_anndata_path_and_roundtrip_of_a_section(build, tmp_path):
 def test_anndata_without_grid_or_image(caplog):
     a = _adata()
     del a.obs["array_row"], a.obs["array_col"]
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="geneshot"):
         s = read.anndata(a)
     assert (s.obs[Key.ARRAY_ROW] == -1).all() and section_meta(s)[Key.IMAGE_PATH] is None
     assert "expression-only" in caplog.text

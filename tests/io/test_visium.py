@@ -126,7 +126,7 @@ def test_without_image_is_expression_only(tmp_path, counts, caplog):
     outs, _ = _outs(tmp_path, counts)
     import logging
 
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="geneshot"):
         a = read.visium(outs, section="S1", patient="P1")
     assert section_meta(a)[Key.IMAGE_PATH] is None and "expression-only" in caplog.text
     assert set(a.obs[Key.PATIENT]) == {"P1"}
@@ -161,6 +161,26 @@ def test_missing_position_columns(tmp_path, counts):
         outs / "spatial" / "tissue_positions.csv", index=False
     )
     with pytest.raises(InputError, match="missing column.*pxl_row_in_fullres"):
+        read.visium(outs)
+
+
+def test_broken_position_files(tmp_path, counts):
+    outs, pos = _outs(tmp_path, counts)
+    csv = outs / "spatial" / "tissue_positions.csv"
+    csv.write_bytes(b"")
+    with pytest.raises(InputError, match="tissue positions cannot be parsed \\(EmptyDataError"):
+        read.visium(outs)
+    bad = pos.astype(object)
+    bad.loc[4, "pxl_col_in_fullres"] = "12,5"  # a decimal comma (spot 4 is in tissue)
+    bad.loc[3, "pxl_col_in_fullres"] = "off"  # spot 3 is off tissue: never used, not checked
+    bad.to_csv(csv, index=False)
+    with pytest.raises(InputError) as err:
+        read.visium(outs)
+    msg = str(err.value)
+    assert msg.startswith(str(csv)) and "column 'pxl_col_in_fullres' has 1 non-numeric" in msg
+    assert "value '12,5'" in msg
+    csv.unlink()
+    with pytest.raises(InputError, match="^[^(]*no tissue_positions.csv"):  # not re-wrapped
         read.visium(outs)
 
 

@@ -1,4 +1,4 @@
-"""Report helpers: ranking plot, fallback maps, self-contained HTML."""
+"""Report helpers: ranking plot, self-contained HTML."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 
 from geneshot.report import figure_to_base64, plot_gene_ranking, write_report
-from geneshot.report._html import _fallback_maps
 
 
 def test_ranking_plot_is_a_png():
@@ -20,15 +19,8 @@ def test_ranking_plot_is_a_png():
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_fallback_maps_grid():
-    xy = np.array([[10.0, 10.0], [30.0, 10.0], [20.0, 30.0]])
-    vals = {"measured": np.arange(6.0).reshape(3, 2), "model": np.ones((3, 2))}
-    fig = _fallback_maps(np.full((40, 40, 3), 200, np.uint8), xy, vals, ["A", "B"], 8.0, "x")
-    assert len(fig.axes) == 4 and fig.axes[1].get_title() == "A: model"
-
-
 def test_write_report_escapes_and_embeds(tmp_path):
-    from geneshot.eval._benchmark import resolve_config
+    from geneshot.benchmark import resolve_config
 
     cfg = resolve_config({"methods": {"depth": {}}})
     agg = {

@@ -37,13 +37,6 @@ def test_save_load_roundtrip_predicts_the_same(trained):
     assert loaded.target_for("sgn").kind == "sgn"
 
 
-def test_contract_rejects_other_encoder(trained):
-    _, run, _, _, _ = trained
-    loaded = GeneshotModel.load(run)
-    with pytest.raises(InputError, match="image_encoder.*uni.*trained with 'effnet-lite0'"):
-        loaded.contract.check_features({**FEATURES, "image_encoder": "uni"}, "new.h5ad")
-
-
 def test_contract_rejects_wrong_feature_width(trained):
     m, _, secs, pg, genes = trained
     wide = PreparedSection(adata=secs[0].adata, image=np.zeros((secs[0].adata.n_obs, 12), np.float32))

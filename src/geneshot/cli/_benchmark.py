@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from geneshot.cli._main import cache_option, main, make_cache, resolve_data_dir
+from geneshot.cli._main import cache_option, main, make_cache, progress_enabled, resolve_data_dir
 
 
 @main.command("benchmark")
@@ -22,7 +22,7 @@ from geneshot.cli._main import cache_option, main, make_cache, resolve_data_dir
     "--data",
     type=click.Path(path_type=Path),
     default=None,
-    help="Dataset folder (default $GENESHOT_DATA/<dataset of the config>).",
+    help="The dataset's own folder (default: $GENESHOT_DATA/<dataset of the config>, else the user data folder).",
 )
 @click.option(
     "--out",
@@ -42,13 +42,13 @@ from geneshot.cli._main import cache_option, main, make_cache, resolve_data_dir
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
 @click.option("--skip-ablations", is_flag=True, help="Do not run the config's ablations.")
 @cache_option
-@click.option("--quiet", is_flag=True)
 def benchmark_cmd(
-    config_path, data, out, max_epochs, folds, no_report, skip_ablations, cache_dir, quiet
+    config_path, data, out, max_epochs, folds, no_report, skip_ablations, cache_dir
 ) -> None:
     """Run or resume a benchmark; write results.csv/.md, per-gene tables and report.html."""
+    from geneshot.benchmark import resolve_config, run_benchmark
     from geneshot.errors import InputError
-    from geneshot.eval import resolve_config, run_benchmark
+    from geneshot.report import write_benchmark
 
     cfg = resolve_config(config_path)
     if folds not in ("all", "first") and not folds.isdigit():
@@ -60,12 +60,16 @@ def benchmark_cmd(
         data,
         out,
         cache=cache,
-        progress=not quiet,
+        progress=progress_enabled(),
         max_epochs=max_epochs,
         folds=folds,
-        report=not no_report,
         ablations=not skip_ablations,
         command="geneshot " + " ".join(sys.argv[1:]),
+    )
+    res.files.update(
+        write_benchmark(
+            res.out, res.aggregate, res.config, res.provenance, res.maps, html=not no_report
+        )
     )
     click.echo(res.verdict)
     click.echo(

@@ -36,6 +36,8 @@ def cache_clear(kind, yes, cache_dir) -> None:
     """Delete cached entries."""
     cache = make_cache(cache_dir)
     if not yes:
-        click.confirm(f"delete {'all' if kind is None else kind} entries under {cache.root}?", abort=True)
+        click.confirm(
+            f"delete {'all' if kind is None else kind} entries under {cache.root}?", abort=True
+        )
     freed = cache.clear(kind)
     click.echo(f"freed {freed / 2**20:.1f} MiB")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from geneshot._constants import ENV_DATA
-from geneshot.cli._main import main
+from geneshot.cli._main import data_options, default_data_dir, main, progress_enabled
 from geneshot.errors import InputError
 from geneshot.io._download import FETCHERS, fetch_dataset
 from geneshot.io._registry import DATASETS
@@ -22,10 +20,12 @@ def data_group() -> None:
 @data_group.command("fetch")
 @click.argument("dataset", type=click.Choice(sorted(FETCHERS)))
 @click.option(
-    "--dest",
+    "--data",
     type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Parent folder: the data goes to DEST/<dataset> (point $GENESHOT_DATA at DEST).",
+    default=None,
+    help="The dataset's own folder to download into; its name must be the dataset's "
+    "(default: $GENESHOT_DATA/<dataset>, else <user data folder>/<dataset>, where every "
+    "command looks by default).",
 )
 @click.option(
     "--base-url", default=None, help="Mirror of Zenodo (her2st) or of NCBI's GEO tree (cscc)."
@@ -33,15 +33,24 @@ def data_group() -> None:
 @click.option(
     "--keep-archives", is_flag=True, help="Keep the downloaded archives after extraction."
 )
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def data_fetch(
-    dataset: str, dest: Path, base_url: str | None, keep_archives: bool, no_progress: bool
-) -> None:
+def data_fetch(dataset: str, data: Path | None, base_url: str | None, keep_archives: bool) -> None:
     """Download DATASET (resumable, checksum-verified); a re-run is a no-op once complete."""
-    if dest.exists() and not dest.is_dir():
-        raise InputError(dest, "is a file, not a folder", "give a folder for --dest")
+    data = default_data_dir(dataset) if data is None else data
+    if data.exists() and not data.is_dir():
+        raise InputError(data, "is a file, not a folder", "give a folder for --data")
+    if data.name != dataset:
+        # the downloader keeps its resume state beside the dataset folder, in its parent
+        raise InputError(
+            data,
+            f"--data must be a folder named {dataset!r}",
+            f"pass --data {data / dataset}",
+        )
     out = fetch_dataset(
-        dataset, dest, base_url=base_url, progress=not no_progress, keep_archives=keep_archives
+        dataset,
+        data.parent,
+        base_url=base_url,
+        progress=progress_enabled(),
+        keep_archives=keep_archives,
     )
     spec = DATASETS.get(dataset)
     n = len(_sections(spec, out)) if spec else 0
@@ -56,37 +65,39 @@ def _sections(spec, folder: Path) -> list[str]:
 
 
 @data_group.command("list")
+@data_options(dataset_default=None, dataset_help="Only this dataset (default: all registered).")
 @click.option(
-    "--data",
-    "data",
+    "--data-root",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder holding the dataset folders (default: $GENESHOT_DATA).",
+    help="Folder holding the dataset folders, looked up as DATA_ROOT/<dataset> "
+    "(default: $GENESHOT_DATA, else the user data folder). Ignored with --data.",
 )
-def data_list(data: Path | None) -> None:
-    """Show the known datasets and the sections present under --data."""
-    if data is None and os.environ.get(ENV_DATA):
-        data = Path(os.environ[ENV_DATA])
-    if data is not None and not data.is_dir():
-        raise InputError(
-            data,
-            "data folder does not exist",
-            "check the path, or fetch a dataset with `geneshot data fetch <dataset> --dest DIR`",
-        )
-    for name in sorted(DATASETS):
+def data_list(data: Path | None, dataset: str | None, data_root: Path | None) -> None:
+    """Show the known datasets and the sections present in their folders."""
+    for folder, what in ((data, "--data"), (data_root, "--data-root")):
+        if folder is not None and not folder.is_dir():
+            raise InputError(
+                folder,
+                "data folder does not exist",
+                f"check the {what} path, or fetch a dataset with `geneshot data fetch <dataset>`",
+            )
+    found = 0
+    for name in [dataset] if dataset else sorted(DATASETS):
         spec = DATASETS[name]
         fetch = "fetchable" if name in FETCHERS else "no downloader"
         click.echo(f"{name:<8} {spec.description} [{fetch}]")
-        if data is None:
-            continue
-        # accept both the parent folder and the dataset folder itself
-        where = data / name
+        if data is not None:
+            where = data
+        elif data_root is not None:
+            where = data_root / name
+        else:
+            where = default_data_dir(name)
         secs = _sections(spec, where)
-        if not secs:
-            where, secs = data, _sections(spec, data)
+        found += bool(secs)
         if secs:
             click.echo(f"         {len(secs)} sections in {where}: {', '.join(secs)}")
         else:
-            click.echo(f"         not present in {data}")
-    if data is None:
-        click.echo(f"(pass --data or set ${ENV_DATA} to see the sections present)")
+            click.echo(f"         not present in {where}")
+    if not found:
+        click.echo("(fetch one with `geneshot data fetch <dataset>`, or pass --data/--data-root)")

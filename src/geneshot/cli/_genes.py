@@ -9,47 +9,20 @@ import click
 import numpy as np
 
 from geneshot.cache import atomic_path
-from geneshot.cli._main import cache_option, main, make_cache, resolve_data_dir
+from geneshot.cli._main import (
+    cache_option,
+    data_options,
+    main,
+    make_cache,
+    progress_enabled,
+    resolve_data_dir,
+)
 from geneshot.errors import InputError
 
 
 @main.group("genes")
 def genes_group() -> None:
     """Gene descriptions (knowledge table or an LLM) and their coverage of a dataset."""
-
-
-def read_gene_list(path: Path) -> list[str]:
-    """Gene symbols from a file: one per line (commas and tabs also split; ``#`` comments), or a ``.npy`` array."""
-    if not path.is_file():
-        raise InputError(
-            path, "gene list does not exist", "pass a text file with one gene symbol per line"
-        )
-    if path.suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise InputError(
-                path,
-                f"cannot read .npy gene list ({err})",
-                "save the list as a numpy array of strings",
-            ) from None
-        genes = [str(g) for g in np.ravel(arr)]
-    else:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError:
-            raise InputError(
-                path, "gene list is not UTF-8 text", "save it as plain text, one symbol per line"
-            ) from None
-        genes = [
-            g.strip()
-            for line in lines
-            for g in line.split("#")[0].replace("\t", ",").split(",")
-            if g.strip()
-        ]
-    if not genes:
-        raise InputError(path, "gene list is empty", "put one gene symbol per line")
-    return list(dict.fromkeys(genes))
 
 
 @genes_group.command("describe")
@@ -85,7 +58,12 @@ def read_gene_list(path: Path) -> list[str]:
     default=None,
     help="OpenAI-compatible server (e.g. http://localhost:8000/v1): ask an LLM instead of the knowledge table.",
 )
-@click.option("--model", "model_name", default=None, help="LLM model name (with --endpoint).")
+@click.option(
+    "--llm-model",
+    "model_name",
+    default=None,
+    help="Model the LLM server serves (with --endpoint), e.g. llama-3.1-8b-instruct.",
+)
 @click.option(
     "--samples",
     type=click.IntRange(1, 20),
@@ -104,7 +82,7 @@ def read_gene_list(path: Path) -> list[str]:
     "out_path",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    help="Output JSON: symbol -> text (LLM: symbol -> list of texts).",
+    help="Output file: JSON of symbol -> text (LLM: symbol -> list of texts).",
 )
 @cache_option
 def describe_cmd(
@@ -129,8 +107,10 @@ def describe_cmd(
             "give exactly one of --genes and --gene-list",
             "e.g. --genes ERBB2,ESR1 or --gene-list genes.txt",
         )
+    from geneshot.data import load_gene_list
+
     genes = (
-        read_gene_list(gene_list)
+        load_gene_list(gene_list)
         if gene_list
         else list(dict.fromkeys(g.strip() for g in genes_csv.split(",") if g.strip()))
     )
@@ -140,8 +120,8 @@ def describe_cmd(
         if not model_name:
             raise InputError(
                 None,
-                "--endpoint needs --model",
-                "name the model the server serves, e.g. --model llama-3.1-8b-instruct",
+                "--endpoint needs --llm-model",
+                "name the model the server serves, e.g. --llm-model llama-3.1-8b-instruct",
             )
         result: dict = describe_with_llm(
             genes,
@@ -150,6 +130,7 @@ def describe_cmd(
             n_samples=samples,
             api_key_env=api_key_env,
             cache=make_cache(cache_dir),
+            progress=progress_enabled(),
         )
         click.echo(
             f"{len(result)} genes x {samples} LLM answers from {endpoint} ({model_name})", err=True
@@ -200,13 +181,7 @@ def dataset_gene_coverage(adatas, top: int = 250) -> dict:
 
 
 @genes_group.command("coverage")
-@click.option(
-    "--data",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Dataset folder (default: $GENESHOT_DATA/<dataset>).",
-)
-@click.option("--dataset", default="her2st", show_default=True, help="Registered dataset name.")
+@data_options
 @click.option("--sections", default=None, help="Comma-separated section ids (default: all).")
 @click.option(
     "--top",

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from geneshot.cli._main import cache_option, main, make_cache, resolve_data_dir
+from geneshot.cli._main import (
+    cache_option,
+    data_options,
+    main,
+    make_cache,
+    progress_enabled,
+    resolve_data_dir,
+)
 
 
 def parse_genes(
@@ -19,13 +26,9 @@ def parse_genes(
     if genes:
         names += [g.strip() for g in genes.split(",") if g.strip()]
     if gene_list is not None:
-        if not gene_list.exists():
-            raise InputError(gene_list, "gene list does not exist", "check the --gene-list path")
-        names += [
-            ln.split("#")[0].strip()
-            for ln in gene_list.read_text().splitlines()
-            if ln.split("#")[0].strip()
-        ]
+        from geneshot.data import load_gene_list
+
+        names += load_gene_list(gene_list)
     descriptions: dict[str, str] = {}
     for item in describe:
         gene, sep, text = item.partition("=")
@@ -78,13 +81,7 @@ def parse_genes(
     show_default=True,
     help="Tile mode: smallest tissue fraction of a kept tile.",
 )
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Dataset folder (with --sections; default $GENESHOT_DATA/<dataset>).",
-)
-@click.option("--dataset", default="her2st", show_default=True)
+@data_options(dataset_help="Registered dataset of --sections (see `geneshot data list`).")
 @click.option(
     "--sections",
     default=None,
@@ -112,10 +109,9 @@ def parse_genes(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    help="pred.h5ad to write.",
+    help="Output file: the prediction .h5ad to write (e.g. out/pred.h5ad).",
 )
 @cache_option
-@click.option("--quiet", is_flag=True)
 def predict_cmd(
     run_dir,
     image,
@@ -131,7 +127,6 @@ def predict_cmd(
     mc_samples,
     out,
     cache_dir,
-    quiet,
 ) -> None:
     """Predict genes (seen, unseen or described) on a new slide; write a squidpy-ready h5ad."""
     from geneshot.errors import InputError
@@ -159,7 +154,7 @@ def predict_cmd(
             descriptions=descriptions,
             min_tissue=min_tissue,
             cache=cache,
-            progress=not quiet,
+            progress=progress_enabled(),
             library_id=None,
         )
     else:
@@ -172,7 +167,7 @@ def predict_cmd(
             names,
             descriptions=descriptions,
             cache=cache,
-            progress=not quiet,
+            progress=progress_enabled(),
         )
     adata.uns["geneshot"]["run"] = str(run_dir)
     write_h5ad(adata, out)
@@ -197,10 +192,11 @@ def predict_cmd(
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    help="Folder for the PNG maps.",
+    help="Output folder for the PNG maps (created if missing).",
 )
 def plot_cmd(h5ad, genes, uncertainty, out_dir) -> None:
-    """PNG maps over the H&E: measured (when the file has it), predicted and uncertainty."""
+    """PNG maps of H5AD (a `geneshot predict` output) over the H&E: measured (when the file has
+    it), predicted and uncertainty."""
     import anndata as ad
     import numpy as np
 

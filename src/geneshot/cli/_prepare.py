@@ -3,25 +3,65 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import click
 
-from geneshot.cli._main import cache_option, main, make_cache, resolve_data_dir
+from geneshot.cli._main import (
+    IMAGE_ENCODER_CHOICE,
+    TextEncoderType,
+    cache_option,
+    data_options,
+    main,
+    make_cache,
+    progress_enabled,
+    resolve_data_dir,
+)
 
 
 def feature_options(f):
     """Options shared by prepare, train and predict: how model inputs are made."""
     opts = [
-        click.option("--image-encoder", default="effnet-lite0", show_default=True, help="Patch encoder (see `geneshot encoders`)."),
-        click.option("--tta/--no-tta", default=False, show_default=True, help="Average image features over flips and rotations."),
-        click.option("--nuclei/--no-nuclei", default=True, show_default=True, help="Segment nuclei and build nuclei-distribution maps."),
-        click.option("--stain", type=click.Choice(["macenko", "reinhard"]), default=None, help="Stain normalisation (off by default)."),
-        click.option("--text-encoder", default="minilm", show_default=True, help="Gene-text encoder."),
-        click.option("--gene-texts", type=click.Path(dir_okay=False, path_type=Path), default=None, help="JSON/TSV of symbol -> description overriding the knowledge base."),
+        click.option(
+            "--image-encoder",
+            type=IMAGE_ENCODER_CHOICE,
+            default="effnet-lite0",
+            show_default=True,
+            help="Patch encoder (see `geneshot encoders`).",
+        ),
+        click.option(
+            "--tta/--no-tta",
+            default=False,
+            show_default=True,
+            help="Average image features over flips and rotations.",
+        ),
+        click.option(
+            "--nuclei/--no-nuclei",
+            default=True,
+            show_default=True,
+            help="Segment nuclei and build nuclei-distribution maps.",
+        ),
+        click.option(
+            "--stain",
+            type=click.Choice(["macenko", "reinhard"]),
+            default=None,
+            help="Stain normalisation (off by default).",
+        ),
+        click.option(
+            "--text-encoder",
+            type=TextEncoderType(),
+            default="minilm",
+            show_default=True,
+            help="Gene-text encoder: a registered one (see `geneshot encoders`) or hf:<model id>.",
+        ),
+        click.option(
+            "--gene-texts",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="JSON/TSV of symbol -> description overriding the knowledge base.",
+        ),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -43,24 +83,32 @@ def feature_config_from(kw: dict):
 
 
 @main.command("prepare")
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="The dataset's own folder (default: $GENESHOT_DATA/<dataset>).")
-@click.option("--dataset", default="her2st", show_default=True, help="Dataset name.")
-@click.option("--sections", default=None, help="Comma-separated section ids (default: all with an image).")
-@click.option("--n-genes", default=2250, show_default=True, help="Encode descriptions of this many most-expressed genes.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder (sections as .h5ad + summary).")
+@data_options
+@click.option(
+    "--sections", default=None, help="Comma-separated section ids (default: all with an image)."
+)
+@click.option(
+    "--n-genes",
+    default=2250,
+    show_default=True,
+    help="Encode descriptions of this many most-expressed genes.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Output folder: <section>.h5ad files and prepare_summary.json.",
+)
 @feature_options
 @cache_option
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def prepare_cmd(data, dataset, sections, n_genes, out, cache_dir, quiet, **kw) -> None:
+def prepare_cmd(data, dataset, sections, n_genes, out, cache_dir, **kw) -> None:
     """Read sections and cache patches, image features, nuclei maps and gene-text embeddings."""
     from geneshot.cache import atomic_path
     from geneshot.data import gene_universe, select_genes
     from geneshot.io import has_image, read_dataset
     from geneshot.prepare import Timer, prepare_genes, prepare_sections
 
-    if quiet:
-        # transformers draws its own "Loading weights" bar; it reads this before importing
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    progress = progress_enabled()
     t0 = time.perf_counter()
     timer = Timer()
     cache = make_cache(cache_dir)
@@ -71,10 +119,10 @@ def prepare_cmd(data, dataset, sections, n_genes, out, cache_dir, quiet, **kw) -
         if sections is None:
             secs = [a for a in secs if has_image(a)]
         secs = gene_universe(secs)
-    prepared = prepare_sections(secs, config, cache=cache, progress=not quiet, timer=timer)
+    prepared = prepare_sections(secs, config, cache=cache, progress=progress, timer=timer)
     with timer("gene texts + embeddings"):
         genes = select_genes(secs, "top_mean", n_genes)
-        pg = prepare_genes(genes, config, cache=cache, progress=not quiet)
+        pg = prepare_genes(genes, config, cache=cache, progress=progress)
     # every output goes to a temporary file first; they are renamed only once all were
     # written, so a failure (or Ctrl-C) leaves no partial .h5ad and no summary behind
     with timer("write"), ExitStack() as outputs:
@@ -96,14 +144,20 @@ def prepare_cmd(data, dataset, sections, n_genes, out, cache_dir, quiet, **kw) -
             "timings_s": {k: round(v, 2) for k, v in timer.times.items()},
             "cache": {"root": str(cache.root), "hits": cache.hits, "computed": cache.misses},
         }
-        outputs.enter_context(atomic_path(out / "prepare_summary.json")).write_text(json.dumps(summary, indent=2))
+        outputs.enter_context(atomic_path(out / "prepare_summary.json")).write_text(
+            json.dumps(summary, indent=2)
+        )
     total = time.perf_counter() - t0
-    click.echo(f"prepared {summary['spots']} spots in {len(prepared)} sections ({', '.join(summary['sections'])}); {len(pg.symbols)} gene descriptions encoded")
+    click.echo(
+        f"prepared {summary['spots']} spots in {len(prepared)} sections ({', '.join(summary['sections'])}); {len(pg.symbols)} gene descriptions encoded"
+    )
     for k, v in timer.times.items():
         click.echo(f"  {k:<24} {v:6.1f} s")
     click.echo(f"  {'total':<24} {total:6.1f} s")
     click.echo(f"cache {cache.root}: {cache.summary()}")
-    click.echo(f"wrote {out}/<section>.h5ad (obsm: X_{config.image_encoder}{', nuclei_summary' if config.nuclei else ''}) and prepare_summary.json")
+    click.echo(
+        f"wrote {out}/<section>.h5ad (obsm: X_{config.image_encoder}{', nuclei_summary' if config.nuclei else ''}) and prepare_summary.json"
+    )
 
 
 @main.command("encoders")
@@ -114,7 +168,9 @@ def encoders_cmd() -> None:
 
     click.echo("image encoders:")
     for name, spec in IMAGE_ENCODERS.items():
-        click.echo(f"  {name:<14} {spec.dim:>5}-d {spec.input_size:>4} px  {'hub (HF_TOKEN)' if spec.needs_hub else 'offline'}")
+        click.echo(
+            f"  {name:<14} {spec.dim:>5}-d {spec.input_size:>4} px  {'hub (HF_TOKEN)' if spec.needs_hub else 'offline'}"
+        )
     click.echo("text encoders:")
     for name in TEXT_ENCODERS:
         click.echo(f"  {name}")

@@ -7,78 +7,62 @@ from pathlib import Path
 
 import click
 
-from geneshot.cli._main import cache_option, main, make_cache, resolve_data_dir
+from geneshot.cli._config import read_train_config
+from geneshot.cli._main import (
+    cache_option,
+    data_options,
+    main,
+    make_cache,
+    model_option,
+    progress_enabled,
+    resolve_data_dir,
+)
 from geneshot.cli._prepare import feature_config_from, feature_options
 
 
-def _read_config(path: Path | None) -> dict:
-    if path is None:
-        return {}
-    import yaml
-
-    from geneshot.errors import InputError
-
-    if not path.exists():
-        raise InputError(path, "config file does not exist", "check the path")
-    try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise InputError(path, f"config is not valid YAML ({err})", "fix the YAML syntax") from None
-    if not isinstance(cfg, dict):
-        raise InputError(path, "config must be a mapping", "write `model: {...}` and `train: {...}` sections")
-    return cfg
-
-
 @main.command("train")
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset folder (default $GENESHOT_DATA/<dataset>).")
-@click.option("--dataset", default="her2st", show_default=True)
+@data_options
 @click.option("--train-sections", required=True, help="Comma-separated training sections, e.g. C2,C3,C4,C5.")
-@click.option("--setting", type=click.Choice(["zero-shot", "supervised"]), default="zero-shot", show_default=True)
-@click.option("--model", "model_name", default="align-st", show_default=True, help="Registered model (see `geneshot models`).")
+@click.option("--setting", type=click.Choice(["zero-shot", "supervised"]), default="zero-shot", show_default=True, help="zero-shot: hold the top genes out and predict them from text; supervised: train on them.")
+@model_option
 @click.option("--targets", type=click.Choice(["libsize", "sgn"]), default="libsize", show_default=True, help="Target convention.")
 @click.option("--n-unseen", default=250, show_default=True, help="The N most expressed training genes are unseen (zero-shot) / the targets (supervised).")
 @click.option("--unseen-genes", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Gene list file to use instead of the top-N.")
 @click.option("--seen-pool", default=2000, show_default=True, help="Seen genes: the next most expressed genes after the unseen ones.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="YAML with `model:` and `train:` overrides.")
-@click.option("--epochs", type=int, default=None, help="Override max epochs.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="YAML with `model:` (keys of the model's default config) and `train:` (TrainConfig fields) overrides; checked before training.")
+@click.option("--max-epochs", type=click.IntRange(1), default=None, help="Override max_epochs (of the config or the default).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (of member 0 with --ensemble).")
 @click.option("--ensemble", "n_members", type=int, default=1, show_default=True, help="Train N members (seeds seed..seed+N-1) into OUT/members/<k>/ for uncertainty.")
-@click.option("--accelerator", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
-@click.option("--devices", type=int, default=1, show_default=True, help="Devices (use torchrun for several; see README).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder to write.")
+@click.option("--accelerator", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True, help="Where to train (gpu: CUDA; use torchrun for several GPUs).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder to write (run.json, weights.pt).")
 @feature_options
 @cache_option
-@click.option("--quiet", is_flag=True)
-def train_cmd(data, dataset, train_sections, setting, model_name, targets, n_unseen, unseen_genes, seen_pool, config_path, epochs, seed, n_members, accelerator, devices, out, cache_dir, quiet, **kw) -> None:
+def train_cmd(data, dataset, train_sections, setting, model_name, targets, n_unseen, unseen_genes, seen_pool, config_path, max_epochs, seed, n_members, accelerator, out, cache_dir, **kw) -> None:
     """Train a model on TRAINING sections (validation is drawn from them) and save a run folder."""
     from geneshot.data import TargetTransform, load_gene_list
     from geneshot.train import GeneshotModel
     from geneshot.train._distributed import init_distributed
-    from geneshot.workflow import genes_for, load_sections, split_genes
+    from geneshot.workflow import load_sections, split_and_describe, train_model
 
     rank, world = init_distributed(accelerator)  # torchrun sets WORLD_SIZE; otherwise (0, 1)
-    quiet = quiet or rank != 0
+    progress = progress_enabled() and rank == 0  # one bar, drawn by rank 0
     cache = make_cache(cache_dir)
     data = resolve_data_dir(data, dataset)
     features = feature_config_from(kw)
-    cfg = _read_config(config_path)
-    tcfg = {**cfg.get("train", {}), "seed": seed}
-    if epochs is not None:
-        tcfg["max_epochs"] = epochs
-    secs = load_sections(dataset, data, train_sections.split(","), features, cache=cache, progress=not quiet)
-    split = split_genes(secs, n_unseen=n_unseen, seen_pool=seen_pool, unseen=load_gene_list(unseen_genes) if unseen_genes else None)
-    genes = genes_for(split, features, cache=cache, progress=not quiet)
-    described = set(genes.symbols)
-    split.seen = [g for g in split.seen if g in described]
+    cfg = read_train_config(config_path, model_name)
+    tcfg = {**cfg["train"], "seed": seed}
+    if max_epochs is not None:
+        tcfg["max_epochs"] = max_epochs
+    secs = load_sections(dataset, data, train_sections.split(","), features, cache=cache, progress=progress)
+    unseen = load_gene_list(unseen_genes) if unseen_genes else None
+    split, genes = split_and_describe(secs, features, cache=cache, n_unseen=n_unseen, seen_pool=seen_pool, unseen=unseen, progress=progress)
     target = TargetTransform.fit([s.adata for s in secs], targets)
 
     def fit(member_seed: int) -> GeneshotModel:
-        model = GeneshotModel(model_name, setting, {**tcfg, "seed": member_seed}, **cfg.get("model", {}))
-        if setting == "zero-shot":
-            model.train(secs, genes, seen_genes=split.seen, unseen_genes=split.unseen, target=target, features=features.to_dict(), accelerator=accelerator, devices=devices, progress=not quiet)
-        else:
-            model.train(secs, genes, seen_genes=split.unseen, target=target, features=features.to_dict(), accelerator=accelerator, devices=devices, progress=not quiet)
-        return model
+        return train_model(
+            model_name, setting, secs, genes, split, target, features,
+            train_config={**tcfg, "seed": member_seed}, model_config=cfg.get("model", {}), accelerator=accelerator, progress=progress,
+        )
 
     # --ensemble N: N seeds in OUT/members/<k>/; OUT/run.json + weights.pt stay member 0's
     from geneshot.train._ensemble import Ensemble
@@ -97,15 +81,13 @@ def train_cmd(data, dataset, train_sections, setting, model_name, targets, n_uns
 
 @main.command("evaluate")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder from `geneshot train`.")
-@click.option("--data", type=click.Path(path_type=Path), default=None)
-@click.option("--dataset", default="her2st", show_default=True)
+@data_options
 @click.option("--sections", required=True, help="Comma-separated test sections.")
 @click.option("--genes", "which", default="unseen", show_default=True, help="unseen | seen | comma list of genes.")
 @click.option("--targets", type=click.Choice(["libsize", "sgn"]), default=None, help="Target convention (default: the run's own).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="metrics.json to write (per-gene table beside it).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file: metrics JSON (e.g. out/metrics.json); <name>_per_gene.csv is written beside it.")
 @cache_option
-@click.option("--quiet", is_flag=True)
-def evaluate_cmd(run_dir, data, dataset, sections, which, targets, out, cache_dir, quiet) -> None:
+def evaluate_cmd(run_dir, data, dataset, sections, which, targets, out, cache_dir) -> None:
     """Evaluate a trained run on test sections; print a table and write metrics."""
     from geneshot.cache import atomic_path
     from geneshot.errors import InputError
@@ -113,6 +95,7 @@ def evaluate_cmd(run_dir, data, dataset, sections, which, targets, out, cache_di
     from geneshot.train import Ensemble
     from geneshot.workflow import evaluate, load_sections
 
+    progress = progress_enabled()
     cache = make_cache(cache_dir)
     # an ensemble run is scored by its members' mean (a single run is a one-member ensemble)
     model = Ensemble.load(run_dir)
@@ -125,8 +108,8 @@ def evaluate_cmd(run_dir, data, dataset, sections, which, targets, out, cache_di
     names = c.unseen_genes if which == "unseen" else c.seen_genes if which == "seen" else [g.strip() for g in which.split(",") if g.strip()]
     if not names:
         raise InputError(run_dir, f"gene set {which!r} is empty for this run", "use --genes seen, or a comma list")
-    secs = load_sections(dataset, data, sections.split(","), features, cache=cache, progress=not quiet, universe=sorted(set(c.seen_genes) | set(c.unseen_genes) | set(names)))
-    genes = prepare_genes(sorted(set(names) | set(c.seen_genes)), features, cache=cache, progress=not quiet)
+    secs = load_sections(dataset, data, sections.split(","), features, cache=cache, progress=progress, universe=sorted(set(c.seen_genes) | set(c.unseen_genes) | set(names)))
+    genes = prepare_genes(sorted(set(names) | set(c.seen_genes)), features, cache=cache, progress=progress)
     target = model.target_for(targets)
     summary, per_gene, _, _ = evaluate(model, secs, genes, names, target=target)
     summary.update({"run": str(run_dir), "model": model.name, "setting": model.setting, "targets": target.kind, "genes": which if which in ("seen", "unseen") else "list", "test_sections": sections.split(",")})

@@ -142,20 +142,75 @@ def select_genes(
 
 
 def load_gene_list(path) -> list[str]:
-    """Read a gene list: .npy (e.g. her_hvg_cut_1000.npy), .txt (one per line) or .csv/.tsv (first column)."""
+    """Read a gene list file; the one reader behind every ``--gene-list``-like option.
+
+    Formats, by suffix:
+
+    - ``.npy``: a 1-D array of strings, read WITHOUT pickle (an object array is refused, with
+      how to re-save it: ``np.save(path, np.asarray(genes, dtype=str))``).
+    - ``.csv`` / ``.tsv``: the column named ``gene`` (any case); without such a column the
+      file is read as headerless and its first column is taken, so no gene is lost as a header.
+    - anything else: one gene per line (several on a line split at commas, tabs or spaces);
+      blank lines and ``#`` comments are skipped.
+
+    Names are stripped; duplicates keep their first position.
+
+    Returns
+    -------
+    Gene names in file order.
+    """
     from pathlib import Path
 
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise InputError(path, "gene list does not exist", "check the path")
-    if path.suffix == ".npy":
-        arr = np.load(path, allow_pickle=True)
-        out = [str(g) for g in np.asarray(arr).ravel()]
-    elif path.suffix in (".csv", ".tsv"):
-        df = pd.read_csv(path, sep="," if path.suffix == ".csv" else "\t")
-        out = df.iloc[:, 0].astype(str).tolist()
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        out = _read_npy_list(path)
+    elif suffix in (".csv", ".tsv"):
+        out = _read_table_list(path, "," if suffix == ".csv" else "\t")
     else:
-        out = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise InputError(path, "gene list is not UTF-8 text", "save it as plain text, one gene per line") from None
+        # gene symbols hold no spaces or commas, so a line may also list several genes
+        out = [g for ln in lines for g in re.split(r"[\s,]+", ln.split("#", 1)[0])]
+    out = list(dict.fromkeys(g for g in out if g))
     if not out:
         raise InputError(path, "gene list is empty", "give one gene symbol per line")
     return out
+
+
+def _read_npy_list(path) -> list[str]:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        if "allow_pickle" in str(err) or "Object arrays" in str(err):
+            # an object array needs pickle to load, which can run code: refuse it
+            raise InputError(
+                path,
+                "gene list is a numpy object array, which cannot be read without pickle",
+                "re-save it as strings: np.save(PATH, np.asarray(np.load(PATH, allow_pickle=True), dtype=str))",
+            ) from None
+        raise InputError(path, f"cannot read .npy gene list ({err})", "save the list as a numpy array of strings") from None
+    except OSError as err:
+        raise InputError(path, f"cannot read .npy gene list ({err})", "save the list as a numpy array of strings") from None
+    if arr.dtype.kind not in "US":
+        raise InputError(path, f"gene list array holds {arr.dtype} values, not gene names", "save a numpy array of strings")
+    return [(g.decode() if isinstance(g, bytes) else str(g)).strip() for g in np.ravel(arr)]
+
+
+def _read_table_list(path, sep: str) -> list[str]:
+    try:
+        df = pd.read_csv(path, sep=sep, header=None, dtype=str, comment="#", skip_blank_lines=True)
+    except pd.errors.EmptyDataError:
+        return []
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise InputError(path, f"gene list table is unreadable ({err})", "save one gene per row, in a column named 'gene'") from None
+    header = [str(h).strip().lower() for h in df.iloc[0]] if len(df) else []
+    if "gene" in header:
+        col = df.iloc[1:, header.index("gene")]
+    else:
+        col = df.iloc[:, 0]  # headerless: the first row is a gene, not a title
+    return [str(g).strip() for g in col.dropna()]

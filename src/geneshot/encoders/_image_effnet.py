@@ -2,7 +2,9 @@
 
 Eager PyTorch runs about 15 patches/s on 2 CPU cores; the same network exported to ONNX
 and run in onnxruntime runs about 10x faster, so on the CPU the exported graph is the
-default. The export is done once per weights/torch version and kept in the geneshot cache.
+default. The export (about 9 s on 2 cores) is done once per weights, torch and geneshot
+version and kept in the user-level models folder (:func:`models_dir`), outside any one
+feature cache, so that a run with a fresh ``--cache`` does not export again.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from geneshot.cache import Cache, atomic_path, fingerprint
+from geneshot.cache import Cache, atomic_path, default_cache_dir, fingerprint
 from geneshot.errors import MissingDependencyError
 
 _ONNX_OPSET = 17
 _EXPORT_VERSION = "1"  # bump when the exported graph changes
+ENV_MODELS = "GENESHOT_MODELS"
 
 
 class OnnxUnavailable(MissingDependencyError):
@@ -117,8 +120,25 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def onnx_path(cache: Cache) -> Path:
-    """Where the exported graph for the installed weights and torch lives in ``cache``."""
+def models_dir() -> Path:
+    """Folder for model files geneshot derives once per installation (exported graphs).
+
+    ``$GENESHOT_MODELS`` if set, else ``<default cache folder>/models`` (which follows
+    ``$GENESHOT_CACHE``). It is separate from the ``--cache`` of a run: the files depend
+    only on the installed packages, which their keys name.
+    """
+    env = os.environ.get(ENV_MODELS)
+    return Path(env).expanduser() if env else default_cache_dir() / "models"
+
+
+def onnx_path(cache: Cache | None = None) -> Path:
+    """Where the exported graph for the installed weights, torch and geneshot lives.
+
+    In :func:`models_dir` by default; in ``cache`` when one is given (the fallback when
+    the models folder cannot be written). The key holds the weights hash, the torch
+    version, the opset and the export version; :class:`~geneshot.cache.Cache` adds the
+    geneshot version.
+    """
     import torch
 
     parts = {
@@ -128,11 +148,23 @@ def onnx_path(cache: Cache) -> Path:
         "opset": _ONNX_OPSET,
         "v": _EXPORT_VERSION,
     }
-    return cache.path("onnx", parts, ".onnx")
+    return (cache if cache is not None else Cache(models_dir())).path("onnx", parts, ".onnx")
 
 
-def load_onnx(cache: Cache) -> tuple[Callable, str]:
-    """ONNX Runtime runner (exporting the graph into ``cache`` on first use) and fingerprint."""
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return os.access(folder, os.W_OK)
+    except OSError:
+        return False
+
+
+def load_onnx(cache: Cache | None = None) -> tuple[Callable, str]:
+    """ONNX Runtime runner and weights fingerprint.
+
+    The graph is exported on first use into :func:`models_dir`, or into ``cache`` when
+    that folder cannot be written (a read-only home, say).
+    """
     try:
         import onnxruntime  # noqa: F401
     except ImportError as err:
@@ -140,7 +172,9 @@ def load_onnx(cache: Cache) -> tuple[Callable, str]:
             "image encoder 'effnet-lite0' backend 'onnx' needs onnxruntime. "
             "Fix: pip install onnxruntime, or use backend='torch'"
         ) from err
-    path = onnx_path(cache)
+    path = onnx_path()
+    if not path.exists() and not _writable(path.parent):
+        path = onnx_path(cache if cache is not None else Cache())
     sess = None
     for attempt in range(2):
         if not path.exists():

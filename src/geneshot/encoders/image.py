@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from geneshot._progress import progress_bar
 from geneshot.cache import Cache
 from geneshot.errors import InputError
 
@@ -242,7 +243,7 @@ class ImageEncoder:
             Average the features over the 8 flips and 90-degree rotations of each patch
             (tissue has no preferred orientation); 8x slower.
         progress
-            Show a tqdm progress bar.
+            Show a progress bar (only on a terminal; see ``geneshot._progress``).
 
         Returns
         -------
@@ -250,7 +251,6 @@ class ImageEncoder:
             float32 (N, dim).
         """
         import torch
-        from tqdm.auto import tqdm
 
         patches = _check_patches(patches)
         if batch_size < 1:
@@ -260,7 +260,9 @@ class ImageEncoder:
         n = len(patches)
         out = np.empty((n, self.dim), np.float32)
         views = _DIHEDRAL if tta else _DIHEDRAL[:1]
-        with tqdm(total=n, unit="patch", desc=f"embed {self.name}", disable=not progress) as bar:
+        with progress_bar(
+            progress=progress, total=n, unit="patch", desc=f"embed {self.name}"
+        ) as bar:
             for start in range(0, n, batch_size):
                 x = self._preprocess(patches[start : start + batch_size])
                 acc = np.zeros((len(x), self.dim), np.float64)
@@ -316,7 +318,9 @@ def create_image_encoder(
         ``"auto"`` picks ONNX Runtime when it is installed, the device is the CPU and the
         encoder supports it, PyTorch otherwise; ``"onnx"`` or ``"torch"`` force one.
     cache
-        Where the exported ONNX model is kept (default: :class:`~geneshot.cache.Cache`).
+        Where the exported ONNX model is kept when the user-level models folder
+        (:func:`geneshot.encoders._image_effnet.models_dir`, ``$GENESHOT_MODELS``) cannot
+        be written (default: :class:`~geneshot.cache.Cache`).
     device
         Torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
 

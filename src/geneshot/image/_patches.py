@@ -5,9 +5,9 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from geneshot._constants import DEFAULT_PATCH_PX, DEFAULT_PATCH_UM, Key
+from geneshot._progress import progress_bar
 from geneshot.cache import Cache, fingerprint
 from geneshot.errors import InputError
 from geneshot.image._slide import SlideImage
@@ -34,7 +34,7 @@ def _extract(
     patches = np.empty((n, out_px, out_px, 3), np.uint8)
     valid = np.empty((n, out_px, out_px), bool)
     half = win / 2.0
-    for i in tqdm(range(n), desc=desc, disable=not progress, leave=False):
+    for i in progress_bar(range(n), progress=progress, desc=desc, leave=False):
         x0 = int(round(xy[i, 0] - half))
         y0 = int(round(xy[i, 1] - half))
         rgb, ok = slide.read_window(x0, y0, win, win)

@@ -21,6 +21,7 @@ from geneshot.cache import Cache, fingerprint
 from geneshot.errors import InputError
 from geneshot.io._registry import DatasetSpec, register_dataset
 from geneshot.io._section import make_section
+from geneshot.io._tables import check_table_file, numeric_column, read_delimited
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +47,24 @@ def list_her2st_sections(data_dir: Path) -> list[str]:
     """
     cnts = Path(data_dir) / "ST-cnts"
     if not cnts.is_dir():
-        raise InputError(cnts, "folder does not exist", "point --data at the her2st folder (it holds ST-cnts/, ST-spotfiles/, ST-imgs/)")
+        raise InputError(
+            cnts,
+            "folder does not exist",
+            "point --data at the her2st folder (it holds ST-cnts/, ST-spotfiles/, ST-imgs/)",
+        )
     ids = {p.name.split(".")[0] for p in cnts.glob("*.tsv*")}
     ids |= {p.name.split("_")[0] for p in (Path(data_dir) / "ST-spotfiles").glob("*_selection.tsv")}
     return sorted(s for s in ids if _SECTION_RE.match(s))
 
 
 def _parse_count_table(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, sep="\t", index_col=0)
-    except (OSError, EOFError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise InputError(path, f"count table cannot be parsed ({type(err).__name__}: {err})", "re-download the file; it should be a tab-separated spots x genes table") from None
+    return read_delimited(
+        path,
+        "count table",
+        "re-download the file; it should be a tab-separated spots x genes table",
+        sep="\t",
+        index_col=0,
+    )
 
 
 def read_count_table(path: Path, cache: Cache | None = None) -> pd.DataFrame:
@@ -65,9 +73,7 @@ def read_count_table(path: Path, cache: Cache | None = None) -> pd.DataFrame:
     Parsing a 15,000-column TSV takes about 0.5 s; numeric tables are cached as arrays
     keyed by the file's content (the default cache unless ``cache`` is given).
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "count table does not exist", "check the section id and the data folder")
+    path = check_table_file(path, "count table", "check the section id and the data folder")
     cache = cache or Cache()
     key = {"v": "counts-v1", "file": fingerprint(path)}
     z = cache.load("counts", key)
@@ -79,22 +85,39 @@ def read_count_table(path: Path, cache: Cache | None = None) -> pd.DataFrame:
         cache.arrays(
             "counts",
             key,
-            lambda: {"x": df.to_numpy(np.float32), "index": np.asarray(df.index, dtype=str), "columns": np.asarray(df.columns, dtype=str)},
+            lambda: {
+                "x": df.to_numpy(np.float32),
+                "index": np.asarray(df.index, dtype=str),
+                "columns": np.asarray(df.columns, dtype=str),
+            },
         )
     return df
 
 
 def read_st_spotfile(path: Path) -> pd.DataFrame:
     """A legacy-ST spot selection file, indexed by ``"{x}x{y}"``."""
-    if not path.exists():
-        raise InputError(path, "spot file does not exist", "check the data folder (spot files come from the metadata archive)")
-    try:
-        df = pd.read_csv(path, sep="\t")
-    except (OSError, EOFError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise InputError(path, f"spot file cannot be parsed ({err})", "re-download the spot file") from None
+    path = check_table_file(
+        path, "spot file", "check the data folder (spot files come from the metadata archive)"
+    )
+    df = read_delimited(path, "spot file", "re-download the spot file", sep="\t")
     for col in ("x", "y", "pixel_x", "pixel_y"):
         if col not in df.columns:
-            raise InputError(path, f"missing column {col!r}", "a spot file has columns x y new_x new_y pixel_x pixel_y selected")
+            raise InputError(
+                path,
+                f"missing column {col!r}",
+                "a spot file has columns x y new_x new_y pixel_x pixel_y selected",
+            )
+    if df.empty:
+        raise InputError(path, "spot file has a header but no spots", "re-download the spot file")
+    fix = "x, y (array grid) and pixel_x, pixel_y (full-resolution pixels) must be numbers on every line"
+    for col in ("x", "y", "pixel_x", "pixel_y"):
+        df[col] = numeric_column(df, col, path, "spot file", fix)
+    if ((df["x"] % 1 != 0) | (df["y"] % 1 != 0)).any():
+        raise InputError(
+            path,
+            "columns 'x' / 'y' hold non-integer array positions",
+            "x and y are the whole-number array column and row of each spot",
+        )
     if "selected" in df.columns:
         df = df[df["selected"] == 1]
     df.index = df["x"].astype(int).astype(str) + "x" + df["y"].astype(int).astype(str)
@@ -106,7 +129,11 @@ def find_image(folder: Path) -> Path | None:
     """The single H&E image in a section's image folder, or None."""
     if not folder.is_dir():
         return None
-    imgs = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".tif", ".tiff"})
+    imgs = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+    )
     return imgs[0] if imgs else None
 
 
@@ -114,7 +141,11 @@ def read_her2st_section(data_dir: Path, section: str) -> ad.AnnData:
     """Read one HER2+ section (counts, spots and, where present, the H&E image)."""
     data_dir = Path(data_dir)
     if not _SECTION_RE.match(section):
-        raise InputError(data_dir, f"unknown section name {section!r}", "HER2+ sections are a patient letter A–H and a number, e.g. C2")
+        raise InputError(
+            data_dir,
+            f"unknown section name {section!r}",
+            "HER2+ sections are a patient letter A–H and a number, e.g. C2",
+        )
     patient = her2st_patient(section)
     counts_path = data_dir / "ST-cnts" / f"{section}.tsv.gz"
     spots_path = data_dir / "ST-spotfiles" / f"{section}_selection.tsv"

@@ -31,6 +31,7 @@ import scipy.sparse as sp
 
 from geneshot.errors import InputError, MissingDependencyError
 from geneshot.io._anndata import VISIUM_SPOT_DIAMETER_UM, section_from_matrix
+from geneshot.io._tables import numeric_column
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +161,14 @@ def read_tissue_positions(spatial: Path) -> tuple[pd.DataFrame, Path]:
                 "no tissue_positions.csv, tissue_positions_list.csv or tissue_positions.parquet",
                 "point at a Space Ranger outs/ folder (it holds spatial/)",
             )
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
+    except InputError:
+        raise  # an InputError is a ValueError too: keep the message above
+    # ValueError covers pandas' EmptyDataError and ParserError
+    except (OSError, EOFError, ValueError) as err:
         raise InputError(
-            spatial, f"tissue positions cannot be parsed ({err})", "re-export the spatial/ folder"
+            spatial,
+            f"tissue positions cannot be parsed ({type(err).__name__}: {err})",
+            "re-export the spatial/ folder",
         ) from None
     missing = [c for c in _POSITION_COLUMNS if c not in df.columns]
     if missing:
@@ -171,7 +177,11 @@ def read_tissue_positions(spatial: Path) -> tuple[pd.DataFrame, Path]:
             f"missing column(s) {', '.join(missing)}",
             f"tissue positions need columns {', '.join(_POSITION_COLUMNS)}",
         )
-    df = df[df["in_tissue"].astype(int) == 1]
+    fix = "re-export the spatial/ folder; positions must be numbers on every line"
+    df = df[numeric_column(df, "in_tissue", path, "tissue positions", fix) == 1].copy()
+    # only in-tissue spots are used, so only theirs must be numbers
+    for col in _POSITION_COLUMNS[2:]:
+        df[col] = numeric_column(df, col, path, "tissue positions", fix)
     if df.empty:
         raise InputError(
             path,
@@ -182,8 +192,8 @@ def read_tissue_positions(spatial: Path) -> tuple[pd.DataFrame, Path]:
         {
             "pixel_x": df["pxl_col_in_fullres"].to_numpy(float),
             "pixel_y": df["pxl_row_in_fullres"].to_numpy(float),
-            "array_row": df["array_row"].to_numpy(),
-            "array_col": df["array_col"].to_numpy(),
+            "array_row": df["array_row"].to_numpy(np.int64),
+            "array_col": df["array_col"].to_numpy(np.int64),
         },
         index=pd.Index(df["barcode"].astype(str)),
     )

@@ -315,7 +315,7 @@ class AlignST(GeneExpressionModule):
         x = self.spot_in(h)
         if self.sage is not None:
             edges = spot_edges(
-                slide.grid, slide.image, self.config["near_max"], self.config["knn_k"]
+                slide.grid, slide.image, self.config["near_max"], self.config["knn_k"], slide.near
             )
             x = self.sage(x, edges)
         return self.spot_out(x)

@@ -1,12 +1,15 @@
-"""Spot graphs ('near' grid neighbours and 'knn' image-feature neighbours) and the GraphSAGE stack."""
+"""Spot graphs ('near' grid or spatial neighbours, 'knn' image-feature neighbours) and the GraphSAGE stack."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch_geometric.nn import HeteroConv, SAGEConv
+
+from geneshot.errors import InputError
 
 NEAR = ("spot", "near", "spot")
 KNN = ("spot", "knn", "spot")
@@ -43,6 +46,35 @@ def near_edges(grid: torch.Tensor, max_neighbors: int = 8) -> torch.Tensor:
     return _edges_from_distance(dist, dist <= math.sqrt(2) + 1e-4, max_neighbors)
 
 
+def spatial_edges(coords, max_neighbors: int = 8, factor: float = 1.5) -> torch.Tensor:
+    """'near' edges from spot centres, for sections without an array grid.
+
+    Spots within ``factor`` x the median nearest-neighbour distance are neighbours: on a
+    square grid of pitch p, 1.5 p keeps the 8-neighbourhood (diagonals are 1.41 p), on a
+    hexagonal grid the 6 neighbours, as :func:`near_edges` does with grid indices. Each spot
+    keeps at most ``max_neighbors``, nearest first. Uses :mod:`sklearn.neighbors`.
+
+    Parameters
+    ----------
+    coords
+        ``(N, 2)`` spot centres in any unit (e.g. ``obsm["spatial"]`` pixels).
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    xy = np.asarray(coords, dtype=np.float64)
+    n = xy.shape[0]
+    k = min(max_neighbors, n - 1)
+    if k <= 0:
+        return torch.empty(2, 0, dtype=torch.long)
+    nn_index = NearestNeighbors(n_neighbors=k + 1).fit(xy)
+    dist, idx = nn_index.kneighbors(xy)  # column 0 is the spot itself (or a duplicate)
+    dist, idx = dist[:, 1:], idx[:, 1:]
+    radius = factor * float(np.median(dist[:, 0]))
+    ok = dist <= radius + 1e-9 * max(radius, 1.0)
+    tgt = np.repeat(np.arange(n), k).reshape(n, k)
+    return torch.from_numpy(np.stack([idx[ok], tgt[ok]]).astype(np.int64))
+
+
 def knn_edges(features: torch.Tensor, k: int = 5) -> torch.Tensor:
     """``k`` nearest neighbours in feature space (Euclidean, as ``torch_cluster.knn_graph``)."""
     x = features.detach().to(torch.float32)
@@ -51,10 +83,26 @@ def knn_edges(features: torch.Tensor, k: int = 5) -> torch.Tensor:
 
 
 def spot_edges(
-    grid: torch.Tensor, features: torch.Tensor, near_max: int = 8, knn_k: int = 5
+    grid: torch.Tensor,
+    features: torch.Tensor,
+    near_max: int = 8,
+    knn_k: int = 5,
+    near: torch.Tensor | None = None,
 ) -> dict[tuple[str, str, str], torch.Tensor]:
-    """Both edge types as an ``edge_index_dict`` for :class:`torch_geometric.nn.HeteroConv`."""
-    return {NEAR: near_edges(grid, near_max), KNN: knn_edges(features, knn_k)}
+    """Both edge types as an ``edge_index_dict`` for :class:`torch_geometric.nn.HeteroConv`.
+
+    ``near``: precomputed 'near' edges (see :func:`spatial_edges`), required when the grid
+    is unknown (indices < 0), since grid distances would then link arbitrary spots.
+    """
+    if near is None:
+        if grid.numel() and bool((grid < 0).any()):
+            raise InputError(
+                None,
+                "spot grid indices are unknown (-1) and no spatial 'near' edges were given",
+                "build SlideInputs with near=spatial_edges(obsm['spatial'])",
+            )
+        near = near_edges(grid, near_max)
+    return {NEAR: near.to(features.device), KNN: knn_edges(features, knn_k)}
 
 
 class SpotSAGE(nn.Module):

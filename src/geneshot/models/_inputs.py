@@ -20,12 +20,17 @@ class SlideInputs:
     nuclei
         ``(N, C, S, S)`` float32 nuclei-distribution maps, or ``None`` when not prepared.
     grid
-        ``(N, 2)`` long ``(array_row, array_col)`` spot grid indices.
+        ``(N, 2)`` long ``(array_row, array_col)`` spot grid indices; ``-1`` when unknown.
+    near
+        Optional ``(2, E)`` long 'near' edges (source, target) that replace the grid
+        neighbours; required when the grid is unknown (see
+        :func:`~geneshot.models.spatial_edges`).
     """
 
     image: torch.Tensor
     nuclei: torch.Tensor | None
     grid: torch.Tensor
+    near: torch.Tensor | None = None
 
     @property
     def n_spots(self) -> int:
@@ -35,7 +40,8 @@ class SlideInputs:
     def to(self, device: torch.device | str) -> SlideInputs:
         """Copy to ``device``."""
         nuclei = None if self.nuclei is None else self.nuclei.to(device)
-        return SlideInputs(self.image.to(device), nuclei, self.grid.to(device))
+        near = None if self.near is None else self.near.to(device)
+        return SlideInputs(self.image.to(device), nuclei, self.grid.to(device), near)
 
     def validate(self) -> SlideInputs:
         """Check shapes; raise :class:`InputError` naming the field at fault."""

@@ -66,7 +66,9 @@ class SGN(GeneExpressionModule):
 
     def encode_spots(self, slide: SlideInputs) -> torch.Tensor:
         """Spot embeddings ``(N, d_model)``."""
-        edges = spot_edges(slide.grid, slide.image, self.config["near_max"], self.config["knn_k"])
+        edges = spot_edges(
+            slide.grid, slide.image, self.config["near_max"], self.config["knn_k"], slide.near
+        )
         return self.spot_out(self.sage(self.spot_in(slide.image), edges))
 
     def encode_genes(

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from geneshot._progress import progress_bar
 from geneshot.errors import InputError
 from geneshot.nuclei._backends import NucleiBackend, get_nuclei_backend
 from geneshot.nuclei._features import (
@@ -219,7 +219,7 @@ def segment_patches(
     counts = np.zeros(n, np.int32)
     tables: list | None = [None] * n if return_tables else None
     labels = np.zeros((n, *patches.shape[1:3]), np.int32) if return_labels else None
-    with tqdm(total=n, desc=f"nuclei ({be.name})", unit="patch", disable=not progress) as bar:
+    with progress_bar(progress=progress, total=n, desc=f"nuclei ({be.name})", unit="patch") as bar:
         for start, m, s, c, t, lab in results:
             stop = start + len(c)
             maps[start:stop], summary[start:stop], counts[start:stop] = m, s, c

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from geneshot.cache import atomic_path
+from geneshot.report._maps import plot_gene_maps
+from geneshot.report._tables import detail_table, notes, table1
 
 log = logging.getLogger(__name__)
 
@@ -77,42 +79,7 @@ def plot_gene_ranking(per_gene: dict[str, pd.Series], title: str = ""):
     return fig
 
 
-def _fallback_maps(image, xy, values, genes, spot_size, title=""):
-    """Simple measured-vs-predicted scatter grid (used until ``_maps.plot_gene_maps`` exists)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    rows, cols = len(genes), len(values)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
-    for i, gname in enumerate(genes):
-        for j, (label, v) in enumerate(values.items()):
-            ax = axes[i, j]
-            if image is not None:
-                ax.imshow(image)
-            col = np.asarray(v)[:, i]
-            ax.scatter(
-                xy[:, 0],
-                xy[:, 1],
-                c=col,
-                s=max(2.0, (spot_size * 0.5) ** 2 / 4),
-                cmap="viridis",
-                alpha=0.85,
-                linewidths=0,
-            )
-            ax.set_axis_off()
-            ax.set_title(f"{gname}: {label}", fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 def _maps_figure(m: dict):
-    try:
-        from geneshot.report._maps import plot_gene_maps
-    except ImportError:
-        plot_gene_maps = _fallback_maps
     image, scale = None, 1.0
     if m.get("image_path"):
         try:
@@ -155,7 +122,7 @@ def write_report(
     path
         Output ``report.html`` (written atomically).
     agg
-        Output of :func:`geneshot.eval._benchmark.aggregate`.
+        The aggregate mapping of a benchmark run (``BenchmarkResult.aggregate``).
     cfg
         Resolved benchmark config.
     provenance
@@ -163,8 +130,6 @@ def write_report(
     maps
         Map inputs (section, xy, values, genes, image path) of the test sections to draw.
     """
-    from geneshot.eval._benchmark import detail_table, notes, table1
-
     path = Path(path)
     verdict = agg["verdict"]
     cls = "met" if " MET " in f" {verdict} " and "NOT MET" not in verdict else "notmet"

@@ -1,4 +1,10 @@
-"""The data contract saved with every trained model and checked on new data."""
+"""The data contract saved with every trained model and checked on new data.
+
+Every path that prepares new data for a trained model (evaluate, predict, the benchmark)
+builds its :class:`~geneshot.prepare.FeatureConfig` from ``contract.features``, so the
+encoders and patch settings match by construction; :meth:`DataContract.check_arrays`
+catches arrays prepared some other way.
+"""
 
 from __future__ import annotations
 
@@ -49,17 +55,6 @@ class DataContract:
     def from_dict(cls, d: dict) -> DataContract:
         """Inverse of :meth:`to_dict`."""
         return cls(**d)
-
-    def check_features(self, features: dict, source: str | None = None) -> None:
-        """Raise unless prepared inputs were made the way the model was trained."""
-        for key in ("image_encoder", "text_encoder", "nuclei", "patch_um", "patch_px", "tta", "stain"):
-            want, got = self.features.get(key), features.get(key)
-            if want != got:
-                raise InputError(
-                    source,
-                    f"input field {key!r} is {got!r} but the model was trained with {want!r}",
-                    f"prepare the data with {key} = {want!r} (e.g. --{key.replace('_', '-')} {want}), or train a new model",
-                )
 
     def check_arrays(self, image: np.ndarray, nuclei: np.ndarray | None, text_dim: int, source: str | None = None) -> None:
         """Raise unless array shapes match the trained weights."""

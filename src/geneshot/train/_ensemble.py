@@ -30,6 +30,7 @@ from geneshot.errors import InputError
 from geneshot.prepare import PreparedGenes, PreparedSection
 from geneshot.train._contract import DataContract
 from geneshot.train._model import GeneshotModel
+from geneshot.train._runfile import RETRAIN, read_run_file
 
 MEMBERS_DIR = "members"
 # contract fields every member must share (weights and feature statistics may differ)
@@ -262,13 +263,12 @@ class Ensemble:
             )
         meta_path = run_dir / "run.json"
         block = None
-        if meta_path.exists():
-            try:
-                block = json.loads(meta_path.read_text()).get("ensemble")
-            except (ValueError, AttributeError) as err:
-                raise InputError(
-                    meta_path, f"run file is unreadable ({err})", "retrain the model"
-                ) from None
+        if meta_path.is_file():
+            block = read_run_file(meta_path).get("ensemble")
+            if block is not None and not (
+                isinstance(block, dict) and isinstance(block.get("members"), list)
+            ):
+                raise InputError(meta_path, "run file's ensemble block has no member list", RETRAIN)
         if not block:
             return cls([GeneshotModel.load(run_dir)], mc_samples=mc_samples)
         members = []

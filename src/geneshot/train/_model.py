@@ -25,13 +25,23 @@ import numpy as np
 import torch
 
 from geneshot import __version__
+from geneshot._constants import Key
+from geneshot._progress import progress_bar
 from geneshot.cache import atomic_path
 from geneshot.data import TARGET_KINDS, TargetTransform
 from geneshot.errors import InputError
-from geneshot.models import MODELS, GeneInputs, SlideInputs, create_model, mse_pcc_loss
+from geneshot.models import (
+    MODELS,
+    GeneInputs,
+    SlideInputs,
+    create_model,
+    mse_pcc_loss,
+    spatial_edges,
+)
 from geneshot.prepare import PreparedGenes, PreparedSection
 from geneshot.train._contract import DataContract
 from geneshot.train._distributed import rank_world
+from geneshot.train._runfile import RETRAIN, load_estimator, load_state, read_run_file
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +142,17 @@ class GeneshotModel:
         nuc = None
         if c.nuclei_shape is not None:
             nuc = torch.from_numpy(np.asarray(s.nuclei, np.float32))
-        return SlideInputs(torch.from_numpy(img.astype(np.float32)), nuc, torch.from_numpy(s.grid))
+        obs = s.adata.obs
+        near = None
+        if Key.ARRAY_ROW in obs and Key.ARRAY_COL in obs:
+            grid = obs[[Key.ARRAY_ROW, Key.ARRAY_COL]].to_numpy(np.int64)
+        else:
+            grid = np.full((s.adata.n_obs, 2), -1, np.int64)
+        if (grid < 0).any():
+            # no array grid (e.g. a plain AnnData): neighbours from the spot centres instead,
+            # since grid distances between -1 indices would link arbitrary spots
+            near = spatial_edges(s.adata.obsm[Key.SPATIAL], self.model_config.get("near_max", 8))
+        return SlideInputs(torch.from_numpy(img.astype(np.float32)), nuc, torch.from_numpy(grid), near)
 
     def _genes(self, genes: PreparedGenes, names: Sequence[str]) -> GeneInputs:
         missing = [g for g in names if g not in genes.texts]
@@ -166,7 +186,6 @@ class GeneshotModel:
         target: TargetTransform,
         features: dict,
         accelerator: str = "cpu",
-        devices: int = 1,
         progress: bool = True,
     ) -> GeneshotModel:
         """Fit on training sections.
@@ -186,9 +205,10 @@ class GeneshotModel:
             Target transform fitted on the training sections.
         features
             Feature config the inputs were prepared with (saved in the contract).
-        accelerator, devices
-            ``"cpu"`` / ``"gpu"`` (``"cuda"``) and the number of devices (see README for
-            multi-GPU launches with torchrun).
+        accelerator
+            ``"cpu"``, ``"gpu"`` (``"cuda"``) or ``"auto"``. One process uses one device;
+            several devices or nodes are several processes started by torchrun (see README,
+            "Several GPUs or nodes"), which this method joins through ``torch.distributed``.
         """
         tc = self.train_config
         leak = set(seen_genes) & set(unseen_genes)
@@ -244,8 +264,6 @@ class GeneshotModel:
         return {k: v for k, v in dims.items() if k in self.spec.defaults}
 
     def _fit_torch(self, slides, ys, genes: PreparedGenes, seen: list[str], device, progress: bool) -> None:
-        from tqdm.auto import tqdm
-
         tc = self.train_config
         rng = np.random.default_rng(tc.seed)
         n_genes = len(seen)
@@ -276,7 +294,7 @@ class GeneshotModel:
         group = int(math.ceil(group / world) * world)
         if world > 1:
             _broadcast_params(mod)
-        bar = tqdm(range(tc.max_epochs), desc=f"train {self.name}", disable=not progress or rank != 0, leave=False)
+        bar = progress_bar(range(tc.max_epochs), progress=progress and rank == 0, desc=f"train {self.name}", leave=False)
         for epoch in bar:
             mod.train()
             losses = []
@@ -313,12 +331,15 @@ class GeneshotModel:
             val = self._validate(slides, ys, masks, gin, val_genes, train_genes)
             self.history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_pcc": val})
             bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_pcc=f"{val:.3f}")
+            if rank == 0:  # the same numbers as the bar: readable in a redirected log
+                log.info("%s epoch %d/%d: loss %.4f, validation PCC %.3f", self.name, epoch + 1, tc.max_epochs, np.mean(losses), val)
             if val > best + 1e-4:
                 best, bad = val, 0
                 best_state = {k: v.detach().clone() for k, v in mod.state_dict().items()}
             else:
                 bad += 1
                 if bad >= tc.patience:
+                    log.info("%s: early stop after epoch %d (best validation PCC %.3f)", self.name, epoch + 1, best)
                     break
         if best_state is not None:
             mod.load_state_dict(best_state)
@@ -328,7 +349,7 @@ class GeneshotModel:
     @torch.no_grad()
     def _validate(self, slides, ys, masks, gin: GeneInputs, val_genes: np.ndarray, train_genes: np.ndarray) -> float:
         """Mean per-gene PCC on held-out spots (and, zero-shot, held-out genes)."""
-        from geneshot.eval import per_gene_pearson
+        from geneshot.metrics import per_gene_pearson
 
         mod = self.module
         mod.eval()
@@ -405,27 +426,35 @@ class GeneshotModel:
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> GeneshotModel:
-        """Load a model saved with :meth:`save`; a clear error when the folder is not a run."""
+        """Load a model saved with :meth:`save`.
+
+        A folder that is not a complete, readable run of this geneshot version (missing,
+        truncated or foreign files) raises one :class:`InputError` naming the file at fault.
+
+        Run folders are trusted input: an estimator's ``weights.pt`` is a pickle, and
+        unpickling runs code, so load only run folders you (or someone you trust) wrote.
+        Torch weights are read with ``weights_only=True`` (no code runs); see
+        :mod:`geneshot.train._runfile`.
+        """
         run_dir = Path(run_dir)
-        meta_path = run_dir / "run.json"
-        if not meta_path.exists() or not (run_dir / "weights.pt").exists():
+        meta_path, weights = run_dir / "run.json", run_dir / "weights.pt"
+        if not meta_path.is_file() or not weights.is_file():
             raise InputError(run_dir, "not a geneshot run folder (run.json / weights.pt missing)", "pass the --out folder of `geneshot train`")
+        meta = read_run_file(meta_path)
         try:
-            meta = json.loads(meta_path.read_text())
-            name = meta["model"]
-        except (ValueError, KeyError) as err:
-            raise InputError(meta_path, f"run file is unreadable ({err})", "retrain the model") from None
-        self = cls(name, meta["setting"], meta["train_config"], **meta["model_config"])
-        self.contract = DataContract.from_dict(meta["contract"])
+            self = cls(meta["model"], meta["setting"], meta["train_config"], **meta["model_config"])
+            self.contract = DataContract.from_dict(meta["contract"])
+        except (InputError, TypeError, AttributeError) as err:
+            problem = err.problem if isinstance(err, InputError) else str(err)
+            raise InputError(meta_path, f"run file does not describe a model this geneshot can build ({problem})", RETRAIN) from None
         self.history = meta.get("history", [])
         self.text_permutation = meta.get("text_permutation")
         if self.spec.kind == "torch":
-            self.module = create_model(name, **{**self.model_config, **self._dims()})
-            self.module.load_state_dict(torch.load(run_dir / "weights.pt", map_location="cpu"))
+            self.module = create_model(self.name, **{**self.model_config, **self._dims()})
+            load_state(self.module, weights, self.name)
             self.module.eval()
         else:
-            with open(run_dir / "weights.pt", "rb") as fh:
-                self.module = pickle.load(fh)  # noqa: S301 (our own run folder)
+            self.module = load_estimator(weights, self.spec.factory, self.name)
         return self
 
     @property

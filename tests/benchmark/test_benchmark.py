@@ -34,7 +34,14 @@ def write_section(root: Path, section: str, seed: int, shape=(5, 4)) -> None:
         patch = img[y - 40 : y + 40, x - 40 : x + 40]
         patch[rng.uniform(size=patch.shape[:2]) < 0.1 + 0.4 * d] = (90, 40, 140)  # "nuclei"
     base = np.linspace(40, 1, len(GENES))  # ERBB2 most expressed, then KRT19, ...
-    lam = base[None, :] * (0.5 + dark[:, None]) * rng.uniform(0.7, 1.3, (1, len(GENES)))
+    # Planted signal: every other gene rises with darkness, the others fall, so it survives
+    # library-size normalisation (a common factor on all genes would cancel out there).
+    sign = np.where(np.arange(len(GENES)) % 2 == 0, 1.0, -1.0)
+    lam = (
+        base[None, :]
+        * np.exp(1.5 * sign[None, :] * (dark[:, None] - 0.5))
+        * rng.uniform(0.7, 1.3, (1, len(GENES)))
+    )
     counts = pd.DataFrame(
         rng.poisson(lam), index=[f"{x}x{y}" for x, y in zip(xs, ys)], columns=GENES
     )
@@ -60,11 +67,27 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_run(data_dir, tmp_path_factory):
-    """One benchmark run shared by the checks below (the expensive part)."""
-    import geneshot.eval._benchmark as bm
-    import geneshot.workflow as wf
+def cache(tmp_path_factory):
+    """One feature cache for the module: features are prepared once."""
     from geneshot.cache import Cache
+
+    return Cache(tmp_path_factory.mktemp("cache"))
+
+
+def run_and_write(config, data_dir, out, cache, **kw):
+    """What ``geneshot benchmark`` does: run, then write tables and the report from the result."""
+    from geneshot.benchmark import run_benchmark
+    from geneshot.report import write_benchmark
+
+    res = run_benchmark(config, data_dir, out, cache=cache, progress=False, **kw)
+    res.files.update(write_benchmark(out, res.aggregate, res.config, res.provenance, res.maps))
+    return res
+
+
+@pytest.fixture(scope="module")
+def first_run(data_dir, cache, tmp_path_factory):
+    """One benchmark run shared by the checks below (the expensive part)."""
+    import geneshot.workflow as wf
     from geneshot.data import TargetTransform
 
     seen = {"split": [], "fit": []}
@@ -82,9 +105,8 @@ def first_run(data_dir, tmp_path_factory):
     mp.setattr(wf, "split_genes", spy_split)
     mp.setattr(TargetTransform, "fit", classmethod(spy_fit))
     out = tmp_path_factory.mktemp("bench")
-    cache = Cache(tmp_path_factory.mktemp("cache"))
     try:
-        res = bm.run_benchmark(SMOKE, data_dir, out, cache=cache, progress=False)
+        res = run_and_write(SMOKE, data_dir, out, cache)
     finally:
         mp.undo()
     return res, out, cache, seen
@@ -168,15 +190,17 @@ def test_no_test_section_leaks(first_run):
         assert len(rec["gene_split"]["unseen"]) == 6
         assert not set(rec["gene_split"]["unseen"]) & set(rec["gene_split"]["seen"])
     # what split_genes and TargetTransform.fit actually received: training sections only
-    assert len(seen["split"]) == 3
+    assert len(seen["split"]) >= 3  # at least one gene split per fold
     for train in seen["split"] + seen["fit"]:
         assert len(train) == 2, train  # LOSO on 3 sections: two training sections
     tests = [
         json.loads((out / "folds" / f / "fold.json").read_text())["test"][0]
         for f in ("f0", "f1", "f2")
     ]
-    for test, train in zip(tests, seen["split"]):
-        assert test not in train
+    # the gene splits saw exactly the three LOSO training sets, each without its test section
+    every = set(tests)
+    expected = {tuple(sorted(every - {t})) for t in tests}
+    assert {tuple(tr) for tr in seen["split"]} == expected
 
 
 @pytest.mark.slow
@@ -191,6 +215,7 @@ def test_resume_trains_nothing(first_run, data_dir):
     r = CliRunner().invoke(
         main,
         [
+            "-q",
             "benchmark",
             "--config",
             str(SMOKE),
@@ -200,7 +225,6 @@ def test_resume_trains_nothing(first_run, data_dir):
             str(out),
             "--cache",
             str(cache.root),
-            "--quiet",
         ],
     )
     assert r.exit_code == 0, r.output
@@ -209,7 +233,7 @@ def test_resume_trains_nothing(first_run, data_dir):
 
 
 def test_bad_config_is_an_input_error(tmp_path):
-    from geneshot.eval import resolve_config
+    from geneshot.benchmark import resolve_config
 
     with pytest.raises(InputError, match="protocol"):
         resolve_config({"protocol": "nope", "methods": {"depth": {}}})
@@ -237,41 +261,167 @@ def test_cli_missing_data_exits_2(tmp_path, monkeypatch):
     assert r.exit_code == 2 and "GENESHOT_DATA" in r.output
 
 
-def test_verdict_says_plainly_when_not_met():
-    from geneshot.eval import resolve_config
-    from geneshot.eval._benchmark import verdict
+def _results(ours, sgn=None, perm=None, depth=None) -> pd.DataFrame:
+    """A results table with one zero-shot row per given method (None: method absent)."""
+    rows = [
+        ("align-st", ours),
+        ("sgn", sgn),
+        ("permuted-text", perm),
+        ("depth", depth),
+    ]
+    return pd.DataFrame(
+        [
+            {
+                "method": m,
+                "model": m,
+                "label": m,
+                "group": "control" if m in ("permuted-text", "depth") else "zero-shot",
+                "setting": "zero-shot",
+                "trained_on": "libsize",
+                "convention": "libsize",
+                "pcc_m_section": v,
+                "n_folds": 5,
+            }
+            for m, v in rows
+            if v is not None
+        ]
+    )
 
-    cfg = resolve_config(
+
+@pytest.fixture
+def goal_cfg():
+    from geneshot.benchmark import resolve_config
+
+    return resolve_config(
         {"methods": {m: {} for m in ("align-st", "sgn", "permuted-text", "depth")}}
     )
 
-    def res(ours, sgn, perm, depth):
-        rows = [
-            ("align-st", "align-st", ours),
-            ("sgn", "sgn", sgn),
-            ("permuted-text", "permuted-text", perm),
-            ("depth", "depth", depth),
-        ]
-        return pd.DataFrame(
-            [
-                {
-                    "method": m,
-                    "model": mo,
-                    "label": m,
-                    "group": "zero-shot",
-                    "setting": "zero-shot",
-                    "trained_on": "libsize",
-                    "convention": "libsize",
-                    "pcc_m_section": v,
-                    "n_folds": 5,
-                }
-                for m, mo, v in rows
-            ]
-        )
 
-    ok = verdict(res(0.30, 0.20, 0.15, 0.10), cfg)
-    assert ok.startswith("Quality goal MET") and "FAIL" not in ok
-    bad = verdict(res(0.30, 0.25, 0.15, 0.10), cfg)  # 1.2x SGN only
-    assert "NOT MET" in bad and "FAIL >= 1.3x SGN" in bad
-    low = verdict(res(0.20, 0.10, 0.05, 0.25), cfg)
-    assert "NOT MET" in low and "FAIL PCC@M 0.200 >= 0.26" in low and "FAIL above depth" in low
+def test_verdict_met_when_every_criterion_holds(goal_cfg):
+    from geneshot.benchmark import verdict
+
+    ok = verdict(_results(0.30, 0.20, 0.15, 0.10), goal_cfg)
+    assert ok.startswith("Quality goal MET") and "NOT MET" not in ok and "FAIL" not in ok
+    # exactly on every threshold is still met (the goal is ">=")
+    edge = verdict(_results(0.26, 0.20, 0.26 / 1.5, 0.10), goal_cfg)
+    assert edge.startswith("Quality goal MET"), edge
+    # a non-positive baseline is beaten by any positive score
+    assert verdict(_results(0.30, -0.05, 0.0, 0.10), goal_cfg).startswith("Quality goal MET")
+
+
+@pytest.mark.parametrize(
+    ("numbers", "failing"),
+    [
+        ((0.30, 0.25, 0.15, 0.10), "FAIL >= 1.3x SGN"),
+        ((0.30, 0.20, 0.25, 0.10), "FAIL >= 1.5x permuted-text"),
+        ((0.25, 0.10, 0.05, 0.05), "FAIL PCC@M 0.250 >= 0.26"),
+        ((0.30, 0.20, 0.15, 0.31), "FAIL above depth"),
+    ],
+)
+def test_verdict_not_met_names_the_failing_criterion(goal_cfg, numbers, failing):
+    from geneshot.benchmark import verdict
+
+    v = verdict(_results(*numbers), goal_cfg)
+    assert v.startswith("Quality goal NOT MET") and failing in v
+    assert v.count("FAIL") == 1  # only the criterion that fails
+
+
+def test_verdict_not_met_when_a_baseline_is_missing(goal_cfg):
+    from geneshot.benchmark import verdict
+
+    v = verdict(_results(0.40, 0.20, None, 0.10), goal_cfg)
+    assert v.startswith("Quality goal NOT MET") and "not judged (no result): permuted-text" in v
+    assert "Quality goal not judged" in verdict(_results(None, 0.2, 0.1, 0.1), goal_cfg)
+
+
+@pytest.mark.slow
+def test_planted_signal_is_recovered(first_run):
+    """The synthetic counts follow image darkness: the supervised ceiling must find it.
+
+    With 20 spots per section and generic image features the ceiling reaches r ~ 0.35 here
+    (r > 0.5 was not reached even with a twice stronger signal), while one per-spot value
+    for every gene (depth) cannot follow genes that move in opposite directions.
+    """
+    res, _, _, _ = first_run
+    main = res.results[
+        (res.results["group"] != "ablation") & (res.results["convention"] == "libsize")
+    ]
+    pcc = main.set_index("method")["pcc_m_section"]
+    assert pcc["ridge"] > 0.25, pcc.to_dict()
+    assert pcc["ridge"] > pcc["depth"] + 0.3, pcc.to_dict()
+
+
+TINY = {
+    "dataset": "her2st",
+    "sections": ["C2", "C3", "C4"],
+    "protocol": "loso",
+    "gene_split": {"kind": "sgn", "n_unseen": 6, "seen_pool": 30},
+    "conventions": ["libsize"],
+    "features": {"nuclei": False},
+    "methods": {
+        "depth": {"model": "depth", "model_config": {"n_components": 8}},
+        "ridge": {"model": "ridge", "setting": "supervised", "model_config": {"n_components": 8}},
+    },
+    "reference": "ridge",
+    "subset_k": 3,
+    "bootstrap": {"n_boot": 20},
+}
+
+
+@pytest.mark.slow
+def test_stale_results_are_retrained(data_dir, cache, tmp_path, monkeypatch):
+    """The result key covers config, package version and model code: a change reruns."""
+    import copy
+
+    import geneshot.benchmark._fold as fold
+    from geneshot.benchmark import run_benchmark
+
+    out = tmp_path / "b"
+    kw = {"cache": cache, "progress": False, "folds": "first"}
+    first = run_benchmark(TINY, data_dir, out, **kw)
+    assert sorted(first.trained) == ["f0/depth/libsize", "f0/ridge/libsize"] and not first.loaded
+    again = run_benchmark(TINY, data_dir, out, **kw)
+    assert not again.trained and len(again.loaded) == 2
+    # a changed model config reruns that method only
+    cfg = copy.deepcopy(TINY)
+    cfg["methods"]["ridge"]["model_config"]["n_components"] = 6
+    changed = run_benchmark(cfg, data_dir, out, **kw)
+    assert changed.trained == ["f0/ridge/libsize"] and changed.loaded == ["f0/depth/libsize"]
+    # changed model / training code or a new package version reruns everything
+    monkeypatch.setattr(fold, "code_hash", lambda: "edited-code")
+    assert len(run_benchmark(TINY, data_dir, out, **kw).trained) == 2
+    monkeypatch.undo()
+    monkeypatch.setattr(fold, "__version__", "99.0")
+    assert len(run_benchmark(TINY, data_dir, out, **kw).trained) == 2
+
+
+def test_code_hash_follows_the_source(tmp_path, monkeypatch):
+    import geneshot.benchmark._fold as fold
+
+    fold.code_hash.cache_clear()
+    h = fold.code_hash()
+    assert h == fold.code_hash() and len(h) == 16
+    fake = tmp_path / "pkg"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("x = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(fold, "_CODE_PACKAGES", ("pkg",))
+    fold.code_hash.cache_clear()
+    h1 = fold.code_hash()
+    (fake / "__init__.py").write_text("x = 2\n")
+    fold.code_hash.cache_clear()
+    assert fold.code_hash() != h1
+    fold.code_hash.cache_clear()
+
+
+def test_misspelt_nested_key_is_named():
+    from geneshot.benchmark import resolve_config
+
+    with pytest.raises(InputError, match="gene_split.n_unsen"):
+        resolve_config({"methods": {"depth": {}}, "gene_split": {"n_unsen": 5}})
+    with pytest.raises(InputError, match="bootstrap.nboot"):
+        resolve_config({"methods": {"depth": {}}, "bootstrap": {"nboot": 5}})
+    with pytest.raises(InputError, match="features.nucleii"):
+        resolve_config({"methods": {"depth": {}}, "features": {"nucleii": False}})
+    with pytest.raises(InputError, match="methods.depth has unknown field"):
+        resolve_config({"methods": {"depth": {"modle_config": {}}}})

@@ -1,4 +1,4 @@
-"""Metrics, PCC@H subsets, bootstrap intervals, paired tests and table formatting."""
+"""Metrics, PCC@H subsets, bootstrap intervals and paired tests."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 
 from geneshot.errors import InputError
-from geneshot.eval import (
+from geneshot.metrics import (
     GeneSubset,
     bootstrap_ci,
     bootstrap_ci_hierarchical,
     evaluate_predictions,
-    format_table,
     hpg_select,
     mae,
     mse,
@@ -275,15 +274,25 @@ def test_paired_test_aligns_series_and_drops_nan():
         paired_test(a, b.drop("x"))
 
 
-def test_format_table():
-    df = pd.DataFrame(
-        {"method": ["SGN", "ours|x"], "pcc_m": [0.31449, np.nan], "n": [250, 3]}
-    ).set_index("method")
-    out = format_table(df)
-    lines = out.strip().splitlines()
-    assert lines[0].split("|")[1].strip() == "method"
-    assert set(lines[1]) <= {"|", "-", ":"} and lines[1].count(":") == 2
-    assert "0.314" in lines[2] and "250" in lines[2] and "250.000" not in out
-    assert "n/a" in lines[3] and "ours\\|x" in lines[3]
-    assert "0.3145" in format_table(df, floatfmt=".4f")
-    assert "method" not in format_table(df, index=False)
+def _old_percentile_mean_ci(v, n_boot, seed, level, chunk=128):
+    """The hand-written bootstrap geneshot used before scipy.stats.bootstrap (reference)."""
+    rng = np.random.default_rng(seed)
+    boot = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        boot[start : start + b] = v[rng.integers(0, v.size, size=(b, v.size))].mean(axis=1)
+    a = (1 - level) / 2
+    return tuple(float(x) for x in np.quantile(boot, [a, 1 - a])), boot
+
+
+@pytest.mark.parametrize("n_boot", [10, 200, 1001])
+def test_scipy_bootstrap_gives_the_same_intervals_as_before(n_boot):
+    v = np.random.default_rng(5).normal(0.2, 0.3, 57)
+    ci, boot = _old_percentile_mean_ci(v, n_boot, 3, 0.9)
+    assert bootstrap_ci(v, n_boot=n_boot, seed=3, level=0.9)["ci"] == ci
+    d = v - np.random.default_rng(6).normal(0.1, 0.3, 57)
+    ci_d, boot_d = _old_percentile_mean_ci(d, n_boot, 3, 0.9)
+    res = paired_test(d, np.zeros_like(d), n_boot=n_boot, seed=3, level=0.9)
+    assert res["ci"] == ci_d
+    p_boot = min(1.0, 2.0 * min((boot_d <= 0).mean(), (boot_d >= 0).mean()))
+    assert res["p_value_bootstrap"] == p_boot

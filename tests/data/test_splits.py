@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geneshot.errors import InputError
-from geneshot.eval import (
+from geneshot.data import (
     LEGACY_HER2ST_32,
     default_split,
     gene_split_given,
@@ -24,6 +23,7 @@ from geneshot.eval import (
     validation_spot_mask,
     write_split,
 )
+from geneshot.errors import InputError
 
 HER2 = [
     f"{p}{i}"

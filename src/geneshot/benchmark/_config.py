@@ -1,0 +1,230 @@
+"""Benchmark configuration: defaults, schema checks and :func:`resolve_config`.
+
+Every key of a config is checked against the defaults, nested sections included, so a
+misspelt key is an error that names it (a silently ignored key would run another benchmark
+than the one written).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from geneshot.data import TARGET_KINDS
+from geneshot.errors import InputError
+from geneshot.models import MODELS
+from geneshot.prepare import FeatureConfig
+
+GROUPS = ("zero-shot", "control", "supervised", "ablation")
+CONTROL_MODELS = ("depth", "permuted-text")
+PROTOCOLS = ("auto", "patient_kfold", "loso", "legacy32")
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "dataset": "her2st",
+    "sections": None,  # list of ids, "imaged" (every section with an image) or None (all)
+    "protocol": "auto",  # auto | patient_kfold | loso | legacy32
+    "protocol_k": None,  # patient_kfold: number of folds (None = leave-one-patient-out)
+    "gene_split": {
+        "kind": "sgn",
+        "n_unseen": 250,
+        "seen_pool": 2000,
+        "k": 5,
+        "seed": 0,
+        "unseen": None,
+    },
+    "conventions": ["libsize", "sgn"],
+    "headline": "libsize",
+    "train_targets": ["libsize"],
+    "nan_policy": "drop",
+    "features": {},
+    "methods": {},
+    "reference": "align-st",
+    "ablation_base": "align-st",
+    "ablations": {},
+    "ablation_folds": ["first"],
+    "subset_k": 50,
+    "bootstrap": {"n_boot": 1000, "seed": 0, "level": 0.95},
+    "map_genes": ["ERBB2", "KRT19", "COL1A1", "IGKC", "CD74"],
+    "map_methods": None,  # None = reference, "sgn" and the supervised ceiling when present
+    "map_folds": ["first"],
+    "quality_goal": {"pcc_m": 0.26, "vs_sgn": 1.3, "vs_permuted": 1.5},
+}
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        if (
+            isinstance(v, dict)
+            and isinstance(out.get(k), dict)
+            and k not in ("methods", "ablations")
+        ):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _method_spec(name: str, raw: Any, source: Any) -> dict:
+    if not isinstance(raw, dict):
+        raise InputError(
+            source, f"methods.{name} is not a mapping", "write `name: {model: ..., setting: ...}`"
+        )
+    model = raw.get("model", name)
+    if model not in MODELS:
+        raise InputError(
+            source, f"methods.{name}.model is {model!r}", f"use one of: {', '.join(MODELS)}"
+        )
+    setting = raw.get("setting", "zero-shot")
+    if setting not in ("zero-shot", "supervised"):
+        raise InputError(
+            source, f"methods.{name}.setting is {setting!r}", "use zero-shot or supervised"
+        )
+    group = raw.get("group") or (
+        "supervised"
+        if setting == "supervised"
+        else "control"
+        if model in CONTROL_MODELS
+        else "zero-shot"
+    )
+    if group not in GROUPS:
+        raise InputError(
+            source, f"methods.{name}.group is {group!r}", f"use one of: {', '.join(GROUPS)}"
+        )
+    unknown = sorted(
+        set(raw)
+        - {"model", "setting", "group", "model_config", "train_config", "train_targets", "label"}
+    )
+    if unknown:
+        raise InputError(
+            source,
+            f"methods.{name} has unknown field(s) {unknown}",
+            "use model, setting, group, model_config, train_config, train_targets, label",
+        )
+    return {
+        "model": model,
+        "setting": setting,
+        "group": group,
+        "label": raw.get("label", name),
+        "model_config": dict(raw.get("model_config") or {}),
+        "train_config": dict(raw.get("train_config") or {}),
+        "train_targets": raw.get("train_targets"),
+    }
+
+
+# mapping-valued fields whose keys are fixed (``methods`` / ``ablations`` are named by the user)
+_NESTED = ("gene_split", "bootstrap", "quality_goal", "features")
+
+
+def _check_nested_keys(config: dict, source: Any) -> None:
+    """A key unknown inside a mapping-valued field is an error naming ``field.key``."""
+    for name in _NESTED:
+        value = config.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise InputError(source, f"field {name!r} is not a mapping", f"write `{name}: {{...}}`")
+        allowed = (
+            [f.name for f in dataclasses.fields(FeatureConfig)]
+            if name == "features"
+            else list(DEFAULT_CONFIG[name])
+        )
+        unknown = sorted(set(value) - set(allowed))
+        if unknown:
+            raise InputError(
+                source,
+                f"unknown field(s) {', '.join(f'{name}.{k}' for k in unknown)}",
+                f"use only {', '.join(f'{name}.{k}' for k in sorted(allowed))}",
+            )
+
+
+def resolve_config(config: dict | str | os.PathLike | None, source: Any = None) -> dict:
+    """Defaults merged with a config mapping or YAML file, validated.
+
+    Raises
+    ------
+    InputError
+        Unreadable YAML, unknown protocol / convention / model, or no method.
+    """
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        import yaml
+
+        source = Path(config)
+        if not source.exists():
+            raise InputError(
+                source,
+                "config file does not exist",
+                "check the path (see configs/her2st_zero_shot.yaml)",
+            )
+        try:
+            config = yaml.safe_load(source.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise InputError(
+                source, f"config is not valid YAML ({err})", "fix the YAML syntax"
+            ) from None
+        if not isinstance(config, dict):
+            raise InputError(
+                source,
+                "config must be a mapping",
+                "write `methods:`, `protocol:`, ... at the top level",
+            )
+    unknown = sorted(set(config) - set(DEFAULT_CONFIG))
+    if unknown:
+        raise InputError(
+            source, f"unknown config field(s) {unknown}", f"use only {sorted(DEFAULT_CONFIG)}"
+        )
+    _check_nested_keys(config, source)
+    cfg = _merge(DEFAULT_CONFIG, config)
+    if cfg["protocol"] not in PROTOCOLS:
+        raise InputError(
+            source,
+            f"field 'protocol' is {cfg['protocol']!r}",
+            f"use one of: {', '.join(PROTOCOLS)}",
+        )
+    if isinstance(cfg["train_targets"], str):
+        cfg["train_targets"] = [cfg["train_targets"]]
+    for key in ("conventions", "train_targets"):
+        bad = [c for c in cfg[key] if c not in TARGET_KINDS]
+        if bad or not cfg[key]:
+            raise InputError(
+                source,
+                f"field {key!r} is {cfg[key]!r}",
+                f"list conventions among: {', '.join(TARGET_KINDS)}",
+            )
+    if cfg["headline"] not in cfg["conventions"]:
+        cfg["headline"] = cfg["conventions"][0]
+    if cfg["gene_split"].get("kind") not in ("sgn", "random", "given"):
+        raise InputError(
+            source,
+            f"field 'gene_split.kind' is {cfg['gene_split'].get('kind')!r}",
+            "use sgn, random or given",
+        )
+    if not cfg["methods"]:
+        raise InputError(
+            source,
+            "field 'methods' is empty",
+            "list at least one method, e.g. `methods: {align-st: {model: align-st}}`",
+        )
+    cfg["methods"] = {str(n): _method_spec(str(n), m, source) for n, m in cfg["methods"].items()}
+    abl = cfg["ablations"] or {}
+    if abl and cfg["ablation_base"] not in cfg["methods"]:
+        raise InputError(
+            source,
+            f"field 'ablation_base' is {cfg['ablation_base']!r}, not a method",
+            "name one of the methods",
+        )
+    for n, ov in abl.items():
+        if not isinstance(ov, dict):
+            raise InputError(
+                source, f"ablations.{n} is not a mapping", "write `name: {model_config_key: value}`"
+            )
+    cfg["ablations"] = {str(n): dict(v) for n, v in abl.items()}
+    return cfg

@@ -1,0 +1,48 @@
+"""Metrics: correlations, PCC@H gene subsets, bootstrap intervals and paired tests.
+
+A leaf of the package: pure functions of numpy / pandas inputs (no model code, no I/O); it
+imports nothing from geneshot but :mod:`geneshot.errors`. See paper-notes §1.1 for the
+metric definitions.
+"""
+
+from geneshot.metrics._correlation import (
+    NAN_POLICIES,
+    NanPolicy,
+    mae,
+    mse,
+    per_gene_pearson,
+    per_gene_spearman,
+    per_section_pearson,
+    summarise,
+)
+from geneshot.metrics._evaluate import evaluate_predictions
+from geneshot.metrics._stats import bootstrap_ci, bootstrap_ci_hierarchical, paired_test
+from geneshot.metrics._subsets import (
+    HPG_NOTE,
+    GeneSubset,
+    hpg_select,
+    pcc_at,
+    top_expressed,
+    top_variable,
+)
+
+__all__ = [
+    "HPG_NOTE",
+    "NAN_POLICIES",
+    "GeneSubset",
+    "NanPolicy",
+    "bootstrap_ci",
+    "bootstrap_ci_hierarchical",
+    "evaluate_predictions",
+    "hpg_select",
+    "mae",
+    "mse",
+    "paired_test",
+    "pcc_at",
+    "per_gene_pearson",
+    "per_gene_spearman",
+    "per_section_pearson",
+    "summarise",
+    "top_expressed",
+    "top_variable",
+]
