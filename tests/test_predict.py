@@ -103,7 +103,9 @@ def data_dir(tmp_path_factory) -> Path:
     return root
 
 
-FEATURES = FeatureConfig(nuclei=False, patch_px=64)
+# windows and rings off: fast, and the window-read checks below bound 112 µm reads (the
+# windows and rings are tested on their own in test_tile_mode_uses_the_training_windows_and_rings)
+FEATURES = FeatureConfig(nuclei=False, patch_px=64, fov_um=(), context_um=())
 
 
 @pytest.fixture(scope="module")
@@ -525,3 +527,59 @@ def test_broken_files_fail_in_one_line(case, data_dir, runs, tmp_path):
     bad_file = extra[1] if extra else image
     assert bad_file in lines[0]
     assert not out.exists() and not list(tmp_path.glob(".pred.h5ad*"))
+
+
+def test_tile_mode_uses_the_training_windows_and_rings(data_dir, tmp_path, monkeypatch):
+    """A run trained with larger windows and context rings: tiles get the same features.
+
+    Tiles are prepared in chunks (bounded memory) but the rings must span chunks: the tile
+    features equal those of one whole-image chunk, and each ring links neighbouring tiles.
+    """
+    from geneshot.data import TargetTransform
+    from geneshot.image import ring_operators, spot_xy_um
+    from geneshot.train._ensemble import Ensemble
+    from geneshot.workflow import GeneSplit, genes_for, load_sections, train_model
+
+    feats = FeatureConfig(nuclei=False, patch_px=64, fov_um=(224,), context_um=(130, 250))
+    cache = Cache()
+    secs = load_sections("her2st", data_dir, ["C1", "C2"], feats, cache=cache, progress=False)
+    split = GeneSplit(seen=SEEN, unseen=UNSEEN)
+    genes = genes_for(split, feats, cache=cache, progress=False)
+    target = TargetTransform.fit([s.adata for s in secs], "libsize")
+    model = train_model("depth", "zero-shot", secs, genes, split, target, feats, progress=False)
+    model.save(tmp_path / "run")
+    assert model.contract.image_dim == 1280 * 2 * 3  # (patch + 224 µm window) x (self + 2 rings)
+
+    seen = []
+    original = Ensemble.predict_with_uncertainty
+
+    def spy(self, section, *args, **kwargs):
+        seen.append(section)
+        return original(self, section, *args, **kwargs)
+
+    monkeypatch.setattr(Ensemble, "predict_with_uncertainty", spy)
+    image = _image(data_dir)
+    kw = dict(mpp=MPP, cache=cache, progress=False)
+    a = predict_image(tmp_path / "run", image, PREDICT, chunk=7, **kw)
+    predict_image(tmp_path / "run", image, PREDICT, chunk=10**6, **kw)
+    chunked, whole = seen
+    assert chunked.image.shape == (a.n_obs, model.contract.image_dim) and a.n_obs > 14
+    np.testing.assert_allclose(chunked.image, whole.image, rtol=1e-5, atol=1e-6)
+    assert np.isfinite(a.X).all()
+    # rings in µm over the tiles (112 µm pitch): ring 1 = the 4 edge neighbours, ring 2 = the
+    # 4 diagonal ones and the 4 two steps away; the ring means are those of the tiles' features
+    xy = spot_xy_um(chunked.adata)
+    ops = ring_operators(xy, feats.context_um)
+    grid = chunked.adata.obs[[Key.ARRAY_ROW, Key.ARRAY_COL]].to_numpy()
+    pos = {tuple(g): i for i, g in enumerate(grid)}
+    inner = next(
+        i
+        for i, (r, c) in enumerate(grid)
+        if all((r + dr, c + dc) in pos for dr in range(-2, 3) for dc in range(-2, 3))
+    )
+    steps = {tuple(grid[j] - grid[inner]) for j in ops[0][inner].indices}
+    assert steps == {(0, 1), (0, -1), (1, 0), (-1, 0)}
+    steps2 = {tuple(grid[j] - grid[inner]) for j in ops[1][inner].indices}
+    assert steps2 == {(1, 1), (1, -1), (-1, 1), (-1, -1), (0, 2), (0, -2), (2, 0), (-2, 0)}
+    own = chunked.image[:, : 2 * 1280]
+    np.testing.assert_allclose(chunked.image[:, 2 * 1280 : 4 * 1280], ops[0] @ own, rtol=1e-4, atol=1e-5)

@@ -6,6 +6,7 @@ The result, :class:`Prepared`, is what the trainer, evaluator and predictor cons
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -16,12 +17,17 @@ import numpy as np
 
 from geneshot._constants import DEFAULT_PATCH_PX, DEFAULT_PATCH_UM, Key
 from geneshot.cache import Cache, hash_parts
+from geneshot.errors import InputError
 from geneshot.io._section import section_id, section_meta
 
 log = logging.getLogger(__name__)
 
 NUCLEI_VERSION = "nuclei-v1"  # bump when segmentation or maps change
 IMAGE_FEATURES_VERSION = "image-features-v1"
+CONTEXT_ON = ("all", "patch")
+# FeatureConfig keys added after runs were first saved, with the value that reproduces those
+# runs' features; a saved contract without a key means this value, not today's default
+FEATURES_OFF = {"fov_um": [], "context_um": [], "context_on": "all"}
 
 
 @dataclass
@@ -76,7 +82,16 @@ class PreparedGenes:
 
 @dataclass
 class FeatureConfig:
-    """How per-spot inputs are made (saved with models as part of their data contract)."""
+    """How per-spot inputs are made (saved with models as part of their data contract).
+
+    The image features of a spot are, in this order: the encoder's features of its own
+    ``patch_um`` window; of each larger window in ``fov_um`` (resampled to ``patch_px``
+    pixels, same encoder); then, for each ring of ``context_um``, the mean of those
+    features over the spots in the ring (``context_on="all"``) or of the own-window
+    features only (``"patch"``). Rings and windows are in micrometres, so one setting holds
+    for legacy ST, Visium and the tiles of tile-mode prediction. Contracts written before
+    these keys existed load with them off.
+    """
 
     image_encoder: str = "effnet-lite0"
     tta: bool = False
@@ -87,10 +102,35 @@ class FeatureConfig:
     stain: str | None = None
     text_encoder: str = "minilm"
     gene_text_source: str | None = None  # None = shipped knowledge base; else a JSON/TSV file
+    # defaults chosen by nested CV on HER2+ (scripts/choose_features.py); () = none
+    fov_um: tuple[float, ...] = (224.0, 448.0)  # larger windows around each spot (µm)
+    context_um: tuple[float, ...] = (300.0, 500.0)  # outer radii of the context rings (µm)
+    context_on: str = "all"  # what the rings average: "all" (patch + windows) or "patch"
+
+    def __post_init__(self) -> None:
+        # JSON (contracts, YAML) stores lists: accept any sequence, keep tuples
+        from geneshot.image._context import check_ring_edges
+
+        self.fov_um = tuple(float(w) for w in (self.fov_um or ()))
+        if any(not np.isfinite(w) or w <= 0 for w in self.fov_um):
+            raise InputError(
+                None,
+                f"fov_um {list(self.fov_um)} holds a window that is not a positive size",
+                "give window sizes in µm, e.g. fov_um: [224, 448], or [] for none",
+            )
+        self.context_um = check_ring_edges(self.context_um or ())
+        if self.context_on not in CONTEXT_ON:
+            raise InputError(
+                None,
+                f"context_on {self.context_on!r} is not one of {list(CONTEXT_ON)}",
+                "use context_on: all (rings of patch + windows) or patch",
+            )
 
     def to_dict(self) -> dict:
-        """Plain dict (for configs and checkpoints)."""
-        return dict(self.__dict__)
+        """Plain JSON-able dict (for configs and checkpoints); windows and rings as lists."""
+        d = dict(self.__dict__)
+        d["fov_um"], d["context_um"] = list(self.fov_um), list(self.context_um)
+        return d
 
 
 class Timer:
@@ -120,11 +160,23 @@ def prepare_sections(
     progress: bool = True,
     timer: Timer | None = None,
     stain_reference: np.ndarray | None = None,
+    context: bool = True,
 ) -> list[PreparedSection]:
-    """Patches, image features and nuclei maps for each section (cached).
+    """Patches, image features (own window, larger windows, context rings) and nuclei maps.
 
-    Reads ``obsm["spatial"]`` and ``uns["spatial"][section]["metadata"]``; writes nothing
-    into the AnnData.
+    Every step is cached. Reads ``obsm["spatial"]`` and ``uns["spatial"][section]["metadata"]``;
+    writes nothing into the AnnData.
+
+    Parameters
+    ----------
+    sections
+        Sections to prepare (each one whole: context rings link spots of one section).
+    config
+        Feature settings (default :class:`FeatureConfig`).
+    context
+        Append the context rings of ``config.context_um``. False leaves them out, for a
+        caller that prepares a section in chunks and adds them over the whole section with
+        :func:`add_context` (tile-mode prediction).
     """
     from geneshot.encoders.image import create_image_encoder
     from geneshot.image import StainNormalizer, spot_patches
@@ -139,40 +191,111 @@ def prepare_sections(
         stain = StainNormalizer(config.stain, stain_reference)
         stain_key = f"{config.stain}:{hash_parts(stain_reference)}"
     encoder = None
+
+    def embed(pt: dict) -> tuple[np.ndarray, dict]:
+        nonlocal encoder
+        key_parts = {"patches": hash_parts(pt["patches"][:, ::8, ::8]), "n": len(pt["patches"])}
+        parts = {
+            "v": IMAGE_FEATURES_VERSION,
+            "encoder": config.image_encoder,
+            "tta": config.tta,
+            **key_parts,
+        }
+
+        def compute():
+            nonlocal encoder
+            # the encoder is built only on a cache miss (loading it costs seconds)
+            encoder = encoder or create_image_encoder(config.image_encoder, cache=cache)
+            return {"features": encoder.embed(pt["patches"], tta=config.tta, progress=progress)}
+
+        return cache.arrays("image-features", parts, compute)["features"], key_parts
+
+    def patches(a: ad.AnnData, size_um: float) -> dict:
+        return spot_patches(
+            a,
+            size_um=size_um,
+            out_px=config.patch_px,
+            stain=stain,
+            stain_key=stain_key,
+            cache=cache,
+            progress=progress,
+        )
+
     out = []
     for a in sections:
         with timer("patches"):
-            pt = spot_patches(a, size_um=config.patch_um, out_px=config.patch_px, stain=stain, stain_key=stain_key, cache=cache, progress=progress)
+            pt = patches(a, config.patch_um)
         with timer("image features"):
-            key_parts = {"patches": hash_parts(pt["patches"][:, ::8, ::8]), "n": len(pt["patches"])}
-            parts = {"v": IMAGE_FEATURES_VERSION, "encoder": config.image_encoder, "tta": config.tta, **key_parts}
-
-            def embed(pt=pt):
-                nonlocal encoder
-                # the encoder is built only on a cache miss (loading it costs seconds)
-                encoder = encoder or create_image_encoder(config.image_encoder, cache=cache)
-                return {"features": encoder.embed(pt["patches"], tta=config.tta, progress=progress)}
-
-            feats = cache.arrays("image-features", parts, embed)["features"]
+            feats, key_parts = embed(pt)
         maps = summary = None
         if config.nuclei:
             with timer("nuclei"):
                 nz = _nuclei_cached(pt, config, cache, progress, key_parts)
                 maps, summary = nz["maps"], nz["summary"]
-        out.append(PreparedSection(adata=a, image=np.asarray(feats, np.float32), nuclei=maps, nuclei_summary=summary))
-        log.info("%s: %d spots prepared (%s features%s)", section_id(a), a.n_obs, config.image_encoder, ", nuclei maps" if config.nuclei else "")
+        del pt  # one window's patches in memory at a time
+        views = [np.asarray(feats, np.float32)]
+        for size in config.fov_um:
+            # a larger field of view through the same encoder, resampled to the same pixels
+            with timer("fov patches"):
+                pw = patches(a, size)
+            with timer("fov features"):
+                views.append(np.asarray(embed(pw)[0], np.float32))
+            del pw
+        image = np.hstack(views) if len(views) > 1 else views[0]
+        section = PreparedSection(adata=a, image=image, nuclei=maps, nuclei_summary=summary)
+        if context and config.context_um:
+            with timer("context"):
+                section = add_context(section, config)
+        out.append(section)
+        log.info(
+            "%s: %d spots prepared (%s features, %d dims%s)",
+            section_id(a),
+            a.n_obs,
+            config.image_encoder,
+            section.image.shape[1],
+            ", nuclei maps" if config.nuclei else "",
+        )
     return out
 
 
-def _nuclei_cached(pt: dict, config: FeatureConfig, cache: Cache, progress: bool, key_parts: dict) -> dict:
+def add_context(section: PreparedSection, config: FeatureConfig) -> PreparedSection:
+    """Append the context-ring means of ``config.context_um`` to a section's image features.
+
+    ``section.image`` must hold the features before context: own window, then each window of
+    ``config.fov_um`` (what :func:`prepare_sections` makes with ``context=False``). Rings
+    average over all spots of ``section``, so call it on a whole section, not on chunks.
+    """
+    from geneshot.image import context_features, spot_xy_um
+
+    if not config.context_um:
+        return section
+    x = np.asarray(section.image, np.float32)
+    # context_on="patch": rings of the own-window features only (the first D columns)
+    own = x if config.context_on == "all" else x[:, : x.shape[1] // (1 + len(config.fov_um))]
+    ctx = context_features(own, spot_xy_um(section.adata), config.context_um)[:, own.shape[1] :]
+    return dataclasses.replace(section, image=np.hstack([x, ctx]))
+
+
+def _nuclei_cached(
+    pt: dict, config: FeatureConfig, cache: Cache, progress: bool, key_parts: dict
+) -> dict:
     from geneshot.nuclei import segment_patches
 
     mpp = config.patch_um / config.patch_px
     parts = {"v": NUCLEI_VERSION, "backend": config.nuclei_backend, "mpp": mpp, **key_parts}
 
     def compute():
-        res = segment_patches(pt["patches"], valid=pt["valid"], mpp=mpp, backend=config.nuclei_backend, progress=progress)
-        return {"maps": np.asarray(res.maps, np.float16), "summary": np.asarray(res.summary, np.float32)}
+        res = segment_patches(
+            pt["patches"],
+            valid=pt["valid"],
+            mpp=mpp,
+            backend=config.nuclei_backend,
+            progress=progress,
+        )
+        return {
+            "maps": np.asarray(res.maps, np.float16),
+            "summary": np.asarray(res.summary, np.float32),
+        }
 
     return cache.arrays("nuclei", parts, compute)
 
@@ -216,7 +339,12 @@ def prepare_genes(
         texts.update(extra_descriptions)
     keep = [s for s in symbols if s in texts]
     # encode_gene_texts caches the whole set and each text; the model loads only on a miss
-    syms, emb = encode_gene_texts(create_text_encoder(config.text_encoder), {s: texts[s] for s in keep}, cache, progress=progress)
+    syms, emb = encode_gene_texts(
+        create_text_encoder(config.text_encoder),
+        {s: texts[s] for s in keep},
+        cache,
+        progress=progress,
+    )
     return PreparedGenes(
         symbols=syms,
         texts={s: texts[s] for s in syms},

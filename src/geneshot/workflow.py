@@ -142,13 +142,15 @@ def train_model(
     model_config: dict | None = None,
     accelerator: str = "cpu",
     progress: bool = True,
+    reference=None,
 ):
     """Build and train a :class:`~geneshot.train.GeneshotModel`: the one training path.
 
     The CLI, the benchmark and the scripts all train through here, so the rule of what a
     setting trains on lives in one place: zero-shot fits the seen genes (the unseen ones are
     recorded in the contract and never touched); supervised fits the unseen genes themselves
-    (the ceiling), on the same training sections.
+    (the ceiling), on the same training sections. ``reference`` (a
+    :class:`geneshot.genes.Reference`) is passed to models that need one.
     """
     from geneshot.train import GeneshotModel
 
@@ -156,7 +158,7 @@ def train_model(
     fit_genes = {"seen_genes": split.seen, "unseen_genes": split.unseen} if setting == "zero-shot" else {"seen_genes": split.unseen}
     return model.train(
         list(train), genes, **fit_genes, target=target, features=features.to_dict(),
-        accelerator=accelerator, progress=progress,
+        accelerator=accelerator, progress=progress, reference=reference,
     )
 
 

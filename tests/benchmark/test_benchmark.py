@@ -425,3 +425,70 @@ def test_misspelt_nested_key_is_named():
         resolve_config({"methods": {"depth": {}}, "features": {"nucleii": False}})
     with pytest.raises(InputError, match="methods.depth has unknown field"):
         resolve_config({"methods": {"depth": {"modle_config": {}}}})
+
+
+def test_reference_sections_exclude_every_fold_patient():
+    from geneshot.benchmark._fold import reference_sections
+
+    patients = {"C1": "C", "C2": "C", "C3": "C", "D1": "D", "D2": "D", "E1": "E"}
+    assert reference_sections(patients, ["C2"], ["C3"]) == ["D1", "D2", "E1"]  # C1 excluded too
+    assert reference_sections(patients, ["C2", "D1"], ["E1"]) == []
+    assert reference_sections(patients, ["D2"], ["C2"]) == ["E1"]
+
+
+def test_reference_method_needs_an_expression_reference():
+    from geneshot.benchmark import resolve_config
+
+    cfg = resolve_config({**TINY, "methods": {"ref-impute": {"model": "ref-impute"}}})
+    assert cfg["methods"]["ref-impute"]["group"] == "reference"
+    with pytest.raises(InputError, match="expression_reference"):
+        resolve_config({**TINY, "methods": {"ref-impute": {"model": "ref-impute"}}, "expression_reference": None})
+
+
+@pytest.mark.slow
+def test_reference_fold_uses_other_patients_only(data_dir, cache, tmp_path):
+    """ref-impute's auto reference holds no spot of a training or test patient."""
+    import shutil
+
+    from geneshot.benchmark import run_benchmark
+
+    root = tmp_path / "her2st"
+    shutil.copytree(data_dir, root)
+    for i, s in enumerate(("D1", "E1")):
+        write_section(root, s, 10 + i)
+    cfg = {
+        **TINY,
+        "methods": {
+            **TINY["methods"],
+            "ref-impute": {"model": "ref-impute", "model_config": {"n_components": 8, "k": 4}},
+        },
+    }
+    res = run_benchmark(cfg, root, tmp_path / "b", cache=cache, progress=False, folds="first")
+    fold = json.loads((tmp_path / "b" / "folds" / "f0" / "fold.json").read_text())
+    ref = fold["expression_reference"]
+    assert ref["sections"] == ["D1", "E1"] and ref["patients"] == ["D", "E"]
+    assert not set(ref["samples"]) & set(fold["train"] + fold["test"])
+    rows = res.results[res.results["method"] == "ref-impute"]
+    assert set(rows["group"]) == {"reference"} and np.isfinite(rows["pcc_m_section"]).all()
+    # the model itself refuses a reference that holds a training section's spots
+    from geneshot.data import TargetTransform
+    from geneshot.genes import reference_from_sections
+    from geneshot.io import read_dataset
+    from geneshot.prepare import FeatureConfig
+    from geneshot.workflow import genes_for, load_sections, split_genes, train_model
+
+    feats = FeatureConfig(nuclei=False)
+    train = load_sections("her2st", root, ["C2", "C3"], feats, cache=cache, progress=False)
+    split = split_genes(train, n_unseen=6, seen_pool=30)
+    leaky = reference_from_sections(read_dataset("her2st", root, ["C2", "D1"]), cache=cache)
+    with pytest.raises(InputError, match="training section"):
+        train_model(
+            "ref-impute",
+            "zero-shot",
+            train,
+            genes_for(split, feats, cache=cache, progress=False),
+            split,
+            TargetTransform.fit([s.adata for s in train], "libsize"),
+            feats,
+            reference=leaky,
+        )

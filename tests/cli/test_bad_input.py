@@ -218,8 +218,11 @@ def test_failure_after_a_good_section_writes_nothing(her2st, tmp_path):
     img.write_bytes(raw[: len(raw) // 2])
     res, out, cache = prepare(her2st, tmp_path, "--sections", "C2,C3")
     assert_clean_failure(res, str(img), "truncated", out=out, cache=cache)
-    # C2's patches were done before C3 failed; they are a complete cache entry
-    assert len(list((cache / "patches").rglob("*.npz"))) == 1
+    # C2's patches (the spot window and each larger one) were done before C3 failed; they
+    # are complete cache entries
+    from geneshot.prepare import FeatureConfig
+
+    assert len(list((cache / "patches").rglob("*.npz"))) == 1 + len(FeatureConfig().fov_um)
 
 
 @pytest.mark.parametrize("mpp", [0.0, 1e6, float("nan")])

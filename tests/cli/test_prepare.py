@@ -16,6 +16,11 @@ import pytest
 from cli_helpers import GENES, files_under, invoke, write_section
 
 from geneshot._constants import Key
+from geneshot.prepare import FeatureConfig
+
+# default features: own patch + each larger window, each with its context-ring means
+WINDOWS = 1 + len(FeatureConfig().fov_um)
+DIM = 1280 * WINDOWS * (1 + len(FeatureConfig().context_um))
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +49,19 @@ def test_prepare_end_to_end_then_from_cache(workspace):
     summary = json.loads((out / "prepare_summary.json").read_text())
     assert summary["sections"] == {"C2": 12, "C3": 9} and summary["spots"] == 21
     assert summary["genes_in_universe"] == len(GENES) and summary["genes_described"] == len(GENES)
-    assert summary["image_feature_dim"] == 1280
+    assert summary["image_feature_dim"] == DIM
     assert summary["features"]["image_encoder"] == "effnet-lite0" and summary["features"]["nuclei"]
     computed = summary["cache"]["computed"]
-    for step in ("patches", "image-features", "nuclei"):
-        assert computed[step] == 2, computed  # one entry per section
+    for step in ("patches", "image-features"):
+        assert computed[step] == 2 * WINDOWS, computed  # one entry per section and window
+    assert computed["nuclei"] == 2, computed  # nuclei of the own patch only
     assert computed["text-embeddings"] == 1
     assert summary["cache"]["hits"] == {}
 
     a = ad.read_h5ad(out / "C2.h5ad")
     assert a.shape == (12, len(GENES)) and list(a.var_names) == sorted(GENES)
     feats = a.obsm["X_effnet-lite0"]
-    assert feats.shape == (12, 1280) and np.isfinite(feats).all() and feats.std(0).max() > 0
+    assert feats.shape == (12, DIM) and np.isfinite(feats).all() and feats.std(0).max() > 0
     nuc = a.obsm["nuclei_summary"]
     assert nuc.shape[0] == 12 and np.isfinite(nuc).all() and nuc.any()
     assert a.uns[Key.UNS_SPATIAL]["C2"][Key.METADATA][Key.MPP] == pytest.approx(0.69)
@@ -67,8 +73,8 @@ def test_prepare_end_to_end_then_from_cache(workspace):
     again = json.loads((out / "prepare_summary.json").read_text())
     assert again["cache"]["computed"] == {}
     assert again["cache"]["hits"] == {
-        "patches": 2,
-        "image-features": 2,
+        "patches": 2 * WINDOWS,
+        "image-features": 2 * WINDOWS,
         "nuclei": 2,
         "text-embeddings": 1,
     }

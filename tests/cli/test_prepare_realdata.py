@@ -11,6 +11,11 @@ import pytest
 from cli_helpers import invoke
 
 from geneshot._constants import Key
+from geneshot.prepare import FeatureConfig
+
+# default features: own patch + each larger window, each with its context-ring means
+WINDOWS = 1 + len(FeatureConfig().fov_um)
+DIM = 1280 * WINDOWS * (1 + len(FeatureConfig().context_um))
 
 # Cold cost on 2 cores is dominated by nuclei (about 370 patches) and the gene texts, so
 # the test keeps nuclei on and encodes the descriptions of 300 genes, not 2250.
@@ -31,14 +36,14 @@ def test_prepare_c2_c3_every_spot_has_a_patch_then_cache(her2st_dir, tmp_path):
     summary = json.loads((out / "prepare_summary.json").read_text())
     assert summary["sections"] == {"C2": 187, "C3": 180}
     assert summary["genes_described"] == N_GENES
-    assert summary["cache"]["computed"]["patches"] == 2
+    assert summary["cache"]["computed"]["patches"] == 2 * WINDOWS
 
     for name, n in (("C2", 187), ("C3", 180)):
         a = ad.read_h5ad(out / f"{name}.h5ad")
         assert a.n_obs == n
         feats = a.obsm["X_effnet-lite0"]
         # every spot has its own patch: finite features and no two spots alike
-        assert feats.shape == (n, 1280) and np.isfinite(feats).all()
+        assert feats.shape == (n, DIM) and np.isfinite(feats).all()
         assert len(np.unique(feats.round(4), axis=0)) == n
         assert a.obsm["nuclei_summary"].shape[0] == n
         xy = a.obsm[Key.SPATIAL]
@@ -52,7 +57,7 @@ def test_prepare_c2_c3_every_spot_has_a_patch_then_cache(her2st_dir, tmp_path):
             sizes.append(z["patches"].shape[0])
             assert z["patches"].shape[1:] == (224, 224, 3)
             assert z["valid"].mean() > 0.99 and z["patches"].mean() < 215
-    assert sorted(sizes) == [180, 187]
+    assert sorted(sizes) == [180] * WINDOWS + [187] * WINDOWS
 
     t0 = time.perf_counter()
     warm = invoke(args)
@@ -61,8 +66,8 @@ def test_prepare_c2_c3_every_spot_has_a_patch_then_cache(her2st_dir, tmp_path):
     again = json.loads((out / "prepare_summary.json").read_text())
     assert again["cache"]["computed"] == {}
     assert again["cache"]["hits"] == {
-        "patches": 2,
-        "image-features": 2,
+        "patches": 2 * WINDOWS,
+        "image-features": 2 * WINDOWS,
         "nuclei": 2,
         "text-embeddings": 1,
     }

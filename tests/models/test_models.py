@@ -38,6 +38,7 @@ TINY = {
     "ridge": {"n_components": 8},
     "text-knn": {"n_components": 8, "k": 3},
     "depth": {"n_components": 8},
+    "gene-kernel": {"n_components": 8, "cv_spots": 50, "cv_top": 0},
 }
 
 
@@ -75,6 +76,8 @@ def linear_targets(slide: SlideInputs, genes: GeneInputs) -> np.ndarray:
 def test_every_registered_model(name):
     torch.manual_seed(0)
     spec = MODELS[name]
+    if spec.needs_reference:
+        pytest.skip("needs a reference expression matrix: tests/models/test_ref_impute.py")
     model = create_model(name, **TINY[name])
     slides = [make_slide(0), make_slide(1)]
     genes = make_genes()
@@ -241,7 +244,7 @@ def test_estimator_rejects_bad_targets():
 
 
 def test_registry_api():
-    assert set(list_models()) == {"align-st", "sgn", "permuted-text", "ridge", "text-knn", "depth"}
+    assert set(list_models()) == {"align-st", "sgn", "permuted-text", "ridge", "text-knn", "depth", "gene-kernel", "ref-impute", "align-st+ref"}
     assert "ridge" not in list_models("zero-shot") and "ridge" in list_models("supervised")
     assert default_config("permuted-text")["permute_text"] is True
     assert default_config("align-st")["permute_text"] is False

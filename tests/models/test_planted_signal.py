@@ -50,14 +50,20 @@ CONFIGS = {
 }
 
 
-def planted(seed: int = 0):
-    """Five 10x10 sections (four to train, one to test) and gene texts carrying the signal."""
+def planted(seed: int = 0, section_prefix: str = "S"):
+    """Five 10x10 sections (four to train, one to test) and gene texts carrying the signal.
+
+    The gene rules depend on ``seed`` only, so another ``section_prefix`` gives new sections
+    of the same world (e.g. a reference of other samples).
+    """
     rng = np.random.default_rng(seed)
     genes = [f"G{i:03d}" for i in range(N_SEEN + N_UNSEEN)]
     tokens = rng.normal(size=(len(genes), L, D_T)).astype(np.float32)
     pooled = tokens.mean(1)
     a = rng.normal(size=(D_IMG, D_T)) / np.sqrt(D_T) * 2.0
     w = pooled @ a.T  # (G, D_IMG): the gene's rule, a function of its text
+    if section_prefix != "S":  # other samples of the same world: new spots, same gene rules
+        rng = np.random.default_rng([seed, sum(map(ord, section_prefix))])
     sections = []
     for s in range(5):
         n = 100
@@ -73,7 +79,7 @@ def planted(seed: int = 0):
         adata = make_section(
             counts,
             spots,
-            section=f"S{s}",
+            section=f"{section_prefix}{s}",
             patient="P",
             dataset="toy",
             image_path=None,

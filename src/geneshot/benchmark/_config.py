@@ -18,7 +18,7 @@ from geneshot.errors import InputError
 from geneshot.models import MODELS
 from geneshot.prepare import FeatureConfig
 
-GROUPS = ("zero-shot", "control", "supervised", "ablation")
+GROUPS = ("zero-shot", "reference", "control", "supervised", "ablation")
 CONTROL_MODELS = ("depth", "permuted-text")
 PROTOCOLS = ("auto", "patient_kfold", "loso", "legacy32")
 
@@ -41,7 +41,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "nan_policy": "drop",
     "features": {},
     "methods": {},
-    "reference": "align-st",
+    "reference": "align-st",  # the method the verdict and paired tests judge
+    # expression reference of methods that need one (ref-impute): "auto" = per fold, every
+    # section of the dataset whose patient is in neither the fold's training nor test
+    # sections; a path = a fixed raw-count .h5ad; null = none
+    "expression_reference": "auto",
     "ablation_base": "align-st",
     "ablations": {},
     "ablation_folds": ["first"],
@@ -89,6 +93,8 @@ def _method_spec(name: str, raw: Any, source: Any) -> dict:
     group = raw.get("group") or (
         "supervised"
         if setting == "supervised"
+        else "reference"
+        if MODELS[model].needs_reference
         else "control"
         if model in CONTROL_MODELS
         else "zero-shot"
@@ -214,6 +220,13 @@ def resolve_config(config: dict | str | os.PathLike | None, source: Any = None) 
             "list at least one method, e.g. `methods: {align-st: {model: align-st}}`",
         )
     cfg["methods"] = {str(n): _method_spec(str(n), m, source) for n, m in cfg["methods"].items()}
+    needs = [n for n, m in cfg["methods"].items() if MODELS[m["model"]].needs_reference]
+    if needs and not cfg["expression_reference"]:
+        raise InputError(
+            source,
+            f"method(s) {', '.join(needs)} need an expression reference but 'expression_reference' is null",
+            "set expression_reference: auto (other patients' sections) or a raw-count .h5ad path",
+        )
     abl = cfg["ablations"] or {}
     if abl and cfg["ablation_base"] not in cfg["methods"]:
         raise InputError(

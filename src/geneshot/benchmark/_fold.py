@@ -37,6 +37,7 @@ from geneshot.data import (
 from geneshot.errors import InputError
 from geneshot.io import section_meta
 from geneshot.metrics import evaluate_predictions, per_section_pearson, top_expressed, top_variable
+from geneshot.models import MODELS
 from geneshot.prepare import FeatureConfig
 
 BENCHMARK_VERSION = "benchmark-v1"  # bump when a fold's stored content changes meaning
@@ -58,10 +59,12 @@ def code_hash() -> str:
     return h.hexdigest()
 
 
-def run_key(spec: dict, train_kind: str, fold: dict, features: dict) -> str:
-    """The result-store key of one trained method on one fold."""
+def run_key(spec: dict, train_kind: str, fold: dict, features: dict, reference: str | None = None) -> str:
+    """The result-store key of one trained method on one fold (``reference``: its hash, if used)."""
+    extra = {} if reference is None else {"reference": reference}
     return hash_parts(
         {
+            **extra,
             "v": BENCHMARK_VERSION,
             "geneshot": __version__,
             "code": code_hash(),
@@ -93,6 +96,43 @@ class RunState:
     loaded: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     maps: list[dict] = field(default_factory=list)
+    patients: dict[str, str] | None = None  # every section of the dataset -> its patient
+    sections: dict = field(default_factory=dict)  # count tables read for references, by id
+
+
+def reference_sections(patients: dict[str, str], train: list[str], test: list[str]) -> list[str]:
+    """Sections whose patient is in neither ``train`` nor ``test`` (the fold's ``auto`` reference).
+
+    Whole patients are excluded, so no spot of a training or test patient (another section
+    of the same tumour included) reaches the reference.
+    """
+    used = {patients[s] for s in list(train) + list(test)}
+    return sorted(s for s, p in patients.items() if p not in used)
+
+
+def fold_reference(state: RunState, train: list[str], test: list[str]):
+    """The fold's expression reference and its record (``(None, None)`` when off)."""
+    from geneshot.genes import read_reference, reference_from_sections
+    from geneshot.io import read_dataset, section_id
+
+    value = state.cfg["expression_reference"]
+    if not value:
+        return None, None
+    if value != "auto":
+        ref = read_reference(Path(value), cache=state.cache)
+        overlap = sorted({str(x) for x in ref.samples} & set(train + test))
+        if overlap:
+            raise InputError(value, f"reference rows are labelled with fold sections {overlap}", "build the reference from other patients only")
+        return ref, {"kind": "file", **ref.describe()}
+    if state.patients is None:
+        secs = read_dataset(state.cfg["dataset"], state.data_dir, None, require_image=False)
+        state.sections = {section_id(a): a for a in secs}
+        state.patients = {sid: str(a.obs[Key.PATIENT].iloc[0]) for sid, a in state.sections.items()}
+    names = reference_sections(state.patients, train, test)
+    if not names:
+        raise InputError(state.data_dir, "no section of another patient is left for the reference", "set expression_reference to a .h5ad of other samples, or null")
+    ref = reference_from_sections([state.sections[n] for n in names], cache=state.cache)
+    return ref, {"kind": "auto", "sections": names, "patients": sorted({state.patients[n] for n in names}), **ref.describe()}
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -214,6 +254,11 @@ def run_fold(
             c: {k: v.describe() for k, v in d.items()} for c, d in subsets.items()
         },
     }
+    # reference-assisted methods: the fold's expression reference (other patients only)
+    needs_ref = any(MODELS[sp["model"]].needs_reference for _, sp, _ in _runs(cfg, with_ablations))
+    reference, record["expression_reference"] = (
+        fold_reference(state, train_names, test_names) if needs_ref else (None, None)
+    )
     write_json(fdir / "fold.json", record)
     # the fold's gene split as a split file with its own id (seen + unseen genes only)
     write_split(gene_split_given(split.unseen, split.unseen + split.seen), fdir / "gene_split.json")
@@ -231,7 +276,8 @@ def run_fold(
 
     preds_by: dict[str, list[np.ndarray]] = {}
     for name, spec, tk in _runs(cfg, with_ablations):
-        key = run_key(spec, tk, fold_key, features.to_dict())
+        ref = reference if MODELS[spec["model"]].needs_reference else None
+        key = run_key(spec, tk, fold_key, features.to_dict(), None if ref is None else ref.digest)
         path = fdir / f"{safe_name(name)}__{tk}__{key}.npz"
         rid = f"{fid}/{name}/{tk}"
         if path.exists():
@@ -241,7 +287,7 @@ def run_fold(
             state.loaded.append(rid)
         else:
             preds, fit_s = _train_predict(
-                spec, train, test, genes, split, targets[tk], features, progress
+                spec, train, test, genes, split, targets[tk], features, progress, ref
             )
             save_npz_atomic(
                 path,
@@ -302,7 +348,7 @@ def run_fold(
 
 
 def _train_predict(
-    spec: dict, train, test, genes, split, target, features, progress: bool
+    spec: dict, train, test, genes, split, target, features, progress: bool, reference=None
 ) -> tuple[list[np.ndarray], float]:
     """Train through :func:`geneshot.workflow.train_model` (the one training path), predict."""
     t0 = time.perf_counter()
@@ -317,6 +363,7 @@ def _train_predict(
         train_config=spec["train_config"],
         model_config=spec["model_config"],
         progress=progress,
+        reference=reference,
     )
     preds = [np.asarray(model.predict(s, genes, split.unseen), np.float32) for s in test]
     return preds, round(time.perf_counter() - t0, 2)

@@ -111,6 +111,12 @@ def parse_genes(
     required=True,
     help="Output file: the prediction .h5ad to write (e.g. out/pred.h5ad).",
 )
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Optional: the reference .h5ad the run was trained with; checked against the run's hash.",
+)
 @cache_option
 def predict_cmd(
     run_dir,
@@ -125,6 +131,7 @@ def predict_cmd(
     gene_list,
     describe,
     mc_samples,
+    reference,
     out,
     cache_dir,
 ) -> None:
@@ -144,6 +151,9 @@ def predict_cmd(
     names, descriptions = parse_genes(genes, gene_list, describe)
     cache = make_cache(cache_dir)
     model = Ensemble.load(run_dir, mc_samples=mc_samples)
+    from geneshot.cli._train import check_reference
+
+    check_reference(model, reference)
     if image is not None:
         adata = predict_image(
             model,

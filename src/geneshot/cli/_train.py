@@ -20,6 +20,27 @@ from geneshot.cli._main import (
 from geneshot.cli._prepare import feature_config_from, feature_options
 
 
+def reference_option(help_text: str):
+    """``--reference PATH``: a raw-count .h5ad of other samples (``ref-impute`` and the like)."""
+    return click.option("--reference", "reference", type=click.Path(path_type=Path), default=None, help=help_text)
+
+
+def check_reference(model, path: Path | None) -> None:
+    """Raise unless ``path`` is the reference the run was trained with (no-op without ``path``)."""
+    if path is None:
+        return
+    from geneshot.cache import fingerprint
+    from geneshot.errors import InputError
+
+    if not Path(path).is_file():
+        raise InputError(path, "reference file does not exist", "pass the --reference file the run was trained with, or leave it out")
+    rec = model.contract.reference
+    if not rec:
+        raise InputError(path, "this run was trained without a reference", "leave --reference out")
+    if fingerprint(path) != rec.get("sha256"):
+        raise InputError(path, f"reference differs from the run's (trained with {rec.get('source')}, hash {str(rec.get('sha256'))[:12]})", "pass the reference the run was trained with, or leave --reference out")
+
+
 @main.command("train")
 @data_options
 @click.option("--train-sections", required=True, help="Comma-separated training sections, e.g. C2,C3,C4,C5.")
@@ -34,10 +55,11 @@ from geneshot.cli._prepare import feature_config_from, feature_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (of member 0 with --ensemble).")
 @click.option("--ensemble", "n_members", type=int, default=1, show_default=True, help="Train N members (seeds seed..seed+N-1) into OUT/members/<k>/ for uncertainty.")
 @click.option("--accelerator", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True, help="Where to train (gpu: CUDA; use torchrun for several GPUs).")
+@reference_option("Raw-count .h5ad of OTHER samples of the tissue (cells or spots x genes), for models that need one (ref-impute).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder to write (run.json, weights.pt).")
 @feature_options
 @cache_option
-def train_cmd(data, dataset, train_sections, setting, model_name, targets, n_unseen, unseen_genes, seen_pool, config_path, max_epochs, seed, n_members, accelerator, out, cache_dir, **kw) -> None:
+def train_cmd(data, dataset, train_sections, setting, model_name, targets, n_unseen, unseen_genes, seen_pool, config_path, max_epochs, seed, n_members, accelerator, reference, out, cache_dir, **kw) -> None:
     """Train a model on TRAINING sections (validation is drawn from them) and save a run folder."""
     from geneshot.data import TargetTransform, load_gene_list
     from geneshot.train import GeneshotModel
@@ -50,6 +72,17 @@ def train_cmd(data, dataset, train_sections, setting, model_name, targets, n_uns
     data = resolve_data_dir(data, dataset)
     features = feature_config_from(kw)
     cfg = read_train_config(config_path, model_name)
+    from geneshot.models import MODELS
+
+    ref = None
+    if reference is not None:
+        from geneshot.genes import read_reference
+
+        ref = read_reference(reference, cache=cache)
+    elif model_name in MODELS and MODELS[model_name].needs_reference:
+        from geneshot.errors import InputError
+
+        raise InputError(None, f"model {model_name!r} needs --reference", "pass --reference REF.h5ad (raw counts of other patients' samples)")
     tcfg = {**cfg["train"], "seed": seed}
     if max_epochs is not None:
         tcfg["max_epochs"] = max_epochs
@@ -62,6 +95,7 @@ def train_cmd(data, dataset, train_sections, setting, model_name, targets, n_uns
         return train_model(
             model_name, setting, secs, genes, split, target, features,
             train_config={**tcfg, "seed": member_seed}, model_config=cfg.get("model", {}), accelerator=accelerator, progress=progress,
+            reference=ref,
         )
 
     # --ensemble N: N seeds in OUT/members/<k>/; OUT/run.json + weights.pt stay member 0's
@@ -85,9 +119,10 @@ def train_cmd(data, dataset, train_sections, setting, model_name, targets, n_uns
 @click.option("--sections", required=True, help="Comma-separated test sections.")
 @click.option("--genes", "which", default="unseen", show_default=True, help="unseen | seen | comma list of genes.")
 @click.option("--targets", type=click.Choice(["libsize", "sgn"]), default=None, help="Target convention (default: the run's own).")
+@reference_option("Optional: the reference .h5ad the run was trained with; checked against the run's hash.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file: metrics JSON (e.g. out/metrics.json); <name>_per_gene.csv is written beside it.")
 @cache_option
-def evaluate_cmd(run_dir, data, dataset, sections, which, targets, out, cache_dir) -> None:
+def evaluate_cmd(run_dir, data, dataset, sections, which, targets, reference, out, cache_dir) -> None:
     """Evaluate a trained run on test sections; print a table and write metrics."""
     from geneshot.cache import atomic_path
     from geneshot.errors import InputError
@@ -99,6 +134,7 @@ def evaluate_cmd(run_dir, data, dataset, sections, which, targets, out, cache_di
     cache = make_cache(cache_dir)
     # an ensemble run is scored by its members' mean (a single run is a one-member ensemble)
     model = Ensemble.load(run_dir)
+    check_reference(model, reference)
     data = resolve_data_dir(data, dataset)
     features = FeatureConfig(**model.contract.features)
     overlap = set(sections.split(",")) & set(model.contract.train_sections)

@@ -5,6 +5,8 @@
 - :func:`resolve_symbols` count-table gene names -> current symbols (aliases, old names)
 - :func:`build_description` / :func:`describe_genes` readable texts for text encoders
 - :func:`describe_with_llm` texts from any OpenAI-compatible chat endpoint (cached)
+- :func:`read_reference` / :func:`reference_from_sections` an expression atlas as gene
+  knowledge; :func:`gene_axes` its low-rank summary around the seen genes
 """
 
 from geneshot.genes._describe import (
@@ -16,16 +18,30 @@ from geneshot.genes._describe import (
 )
 from geneshot.genes._knowledge import load_knowledge, resolve_symbol, resolve_symbols
 from geneshot.genes._llm import GENE_PROMPT, describe_with_llm
+from geneshot.genes._reference import (
+    GeneAxes,
+    Reference,
+    gene_axes,
+    read_reference,
+    reference_from_sections,
+    write_reference_h5ad,
+)
 
 __all__ = [
     "GENE_PROMPT",
     "STYLES",
     "DescriptionReport",
+    "GeneAxes",
+    "Reference",
     "build_description",
     "describe_genes",
     "describe_with_llm",
+    "gene_axes",
     "load_descriptions",
     "load_knowledge",
+    "read_reference",
+    "reference_from_sections",
     "resolve_symbol",
     "resolve_symbols",
+    "write_reference_h5ad",
 ]

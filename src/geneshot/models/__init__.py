@@ -6,10 +6,16 @@ prediction; every estimator has ``fit(slides, targets, genes)`` and ``predict(sl
 
 from geneshot.models._align_st import ALIGN_ST_DEFAULTS, ASIG, NDAIFE, PGGP, AlignST
 from geneshot.models._base import Estimator, GeneExpressionModule
-from geneshot.models._estimators import DepthEstimator, RidgeEstimator, TextKNNEstimator
+from geneshot.models._estimators import (
+    DepthEstimator,
+    GeneKernelEstimator,
+    RidgeEstimator,
+    TextKNNEstimator,
+)
 from geneshot.models._graph import knn_edges, near_edges, spatial_edges, spot_edges
 from geneshot.models._inputs import GeneInputs, SlideInputs
 from geneshot.models._losses import mse_pcc_loss, pearson_loss
+from geneshot.models._reference import RefImputeEstimator
 from geneshot.models._registry import MODELS, ModelSpec, create_model, default_config, list_models
 from geneshot.models._sgn import SGN, SGN_DEFAULTS
 
@@ -26,7 +32,9 @@ __all__ = [
     "Estimator",
     "GeneExpressionModule",
     "GeneInputs",
+    "GeneKernelEstimator",
     "ModelSpec",
+    "RefImputeEstimator",
     "RidgeEstimator",
     "SlideInputs",
     "TextKNNEstimator",

@@ -62,6 +62,13 @@ ALIGN_ST_DEFAULTS: dict = {
     # learns to predict from text and neighbours alone, as it must for unseen genes.
     "gene_memory": 0,
     "memory_drop": 0.5,
+    # geneshot addition [I]: the common component made explicit. Prediction =
+    # a_g * m(spot) + b_g + s_g * (spot . w_g), with m a per-spot scalar head, a_g (around 1),
+    # b_g and the gate s_g >= 0 small heads on the gene vector: a gene whose text says little
+    # gets s_g -> 0 and falls back to the common pattern on the target scale.
+    # Off by default: on the inner split (C2–C4, scripts/trainer_curves.py) it scored within
+    # noise of the plain head, and with it predictions no longer decompose as spots @ w.T + b.
+    "common_component": False,
     # gradient through the context genes of the gene graph (False: they are fixed neighbours)
     "context_grad": False,
     # genes encoded per chunk (bounds memory when thousands of context genes are passed)
@@ -309,6 +316,11 @@ class AlignST(GeneExpressionModule):
             SpotSAGE(d, cfg["n_graph_layers"], residual=True) if cfg["use_spot_graph"] else None
         )
         self.spot_out = nn.Linear(d, d)
+        if cfg["common_component"]:
+            self.common_spot = nn.Linear(d, 1)  # m(spot)
+            self.common_gene = nn.Linear(d, 2)  # (a_g - 1, gate logit) from the gene vector
+            nn.init.zeros_(self.common_gene.weight)
+            nn.init.zeros_(self.common_gene.bias)
 
     # -- two sides, sharing the fused patch features h ------------------------------------------
     def _spots(self, h: torch.Tensor, slide: SlideInputs) -> torch.Tensor:
@@ -322,7 +334,7 @@ class AlignST(GeneExpressionModule):
 
     def _genes(
         self, genes: GeneInputs, context: GeneInputs | None, h: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         visual = self.pggp.visual_stream(h)
         # Context genes join the ASIG graph but are not output [I, §5.7: unseen + seen at test].
         use_context = context is not None and context.n_genes > 0 and self.asig is not None
@@ -331,15 +343,19 @@ class AlignST(GeneExpressionModule):
             # Context genes are fixed neighbours for this step [I]: no gradient through them,
             # which makes a large context (closer to the test-time graph of all seen genes)
             # affordable in training.
-            with torch.set_grad_enabled(torch.is_grad_enabled() and bool(self.config["context_grad"])):
+            with torch.set_grad_enabled(
+                torch.is_grad_enabled() and bool(self.config["context_grad"])
+            ):
                 zc = self._embed(context, visual)
             z = torch.cat([z, zc])
         f = self.asig(z, genes.n_genes) if self.asig is not None else z
         if self.gene_shared is not None:
             f = f + self.gene_shared
         b = self.gene_bias(f).squeeze(-1)
+        # (a_g - 1, gate logit) of the common component, (G, 2); None when off
+        heads = self.common_gene(f) if self.config["common_component"] else None
         w = F.normalize(f, dim=-1) if self.config["normalize_gene"] else f
-        return w, b
+        return w, b, heads
 
     def _embed(self, genes: GeneInputs, visual, drop: bool = False) -> torch.Tensor:
         """Z for a gene set, in chunks (bounds memory with thousands of context genes)."""
@@ -370,12 +386,20 @@ class AlignST(GeneExpressionModule):
         self, genes: GeneInputs, slide: SlideInputs, context: GeneInputs | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Gene weights ``(G, d_model)`` and biases ``(G,)``; they depend on the slide (PGGP)."""
-        return self._genes(genes, context, self.ndaife(slide.image, slide.nuclei))
+        return self._genes(genes, context, self.ndaife(slide.image, slide.nuclei))[:2]
 
     def forward(
         self, slide: SlideInputs, genes: GeneInputs, context: GeneInputs | None = None
     ) -> torch.Tensor:
         """Predicted expression ``(N, G)``; NDAIFE runs once for both sides."""
         h = self.ndaife(slide.image, slide.nuclei)
-        w, b = self._genes(genes, context, h)
-        return self._spots(h, slide) @ w.T + b
+        w, b, heads = self._genes(genes, context, h)
+        # kept for diagnostics (the trainer's gene-vector cosine) without a second text pass
+        self.last_gene_vectors = w.detach()
+        x = self._spots(h, slide)
+        if heads is None:
+            return x @ w.T + b
+        a, gate = heads.unbind(-1)
+        # softplus(gate + log(e - 1)) starts at 1: the plain ALIGN-ST head plus a common term
+        s = F.softplus(gate + 0.5413)
+        return self.common_spot(x) * (1.0 + a) + (x @ w.T) * s + b

@@ -11,6 +11,9 @@ from geneshot.models._base import Estimator
 from geneshot.models._inputs import GeneInputs, SlideInputs
 
 _ALPHAS = [float(a) for a in np.logspace(-2, 5, 15)]
+# gene-kernel's CV grids: ridge strength in gene space and kernel sharpness (0 = plain cosine)
+_LAMBDAS = [float(a) for a in np.logspace(-3, 2, 11)]
+_GAMMAS = [0.0, 5.0, 10.0, 20.0]
 
 
 def _features(slide: SlideInputs, use_nuclei: bool) -> np.ndarray:
@@ -170,3 +173,111 @@ class DepthEstimator(_PCARidge):
     def predict(self, slide: SlideInputs, genes: GeneInputs) -> np.ndarray:
         """The same per-spot value for every gene, ``(N, G)``."""
         return np.repeat(self._predict_fitted(slide)[:, None], genes.n_genes, axis=1)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _cosine_kernel(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
+    """``cos`` (``gamma == 0``) or ``exp(gamma * (cos - 1))`` between unit rows of ``a`` and ``b``."""
+    c = a @ b.T
+    return c if gamma == 0 else np.exp(gamma * (c - 1.0))
+
+
+class GeneKernelEstimator(_PCARidge):
+    """Zero-shot: ridge fits of the seen genes, carried to other genes by kernel ridge in gene space.
+
+    With ``F_S`` the seen genes' ridge predictions at the spots of a slide and ``m`` their mean
+    over genes (each spot's common pattern, what the ``depth`` control predicts), a gene ``u``
+    gets ``m + k(u, S) (K_SS + lambda I)^-1 (F_S - m)``, ``K`` a cosine kernel of the genes'
+    pooled text embeddings (``gamma > 0``: ``exp(gamma (cos - 1))``, sharper). A gene whose
+    description is unlike every seen gene's falls back to the common pattern; a large
+    ``lambda`` does the same for all genes. ``lambda`` and ``gamma`` are chosen by exact
+    leave-one-gene-out CV over the SEEN genes inside training (mean PCC across training spots of
+    each left-out gene's prediction with its target), so no unseen gene is ever looked at.
+    ``text-knn`` is the special case of a hard k-nearest kernel without CV.
+
+    Parameters
+    ----------
+    lambdas, gammas
+        Grids searched by the gene CV (``None``: defaults).
+    cv_spots
+        Training spots (a fixed random subset) the CV scores on, bounding its cost.
+    cv_top
+        The CV scores the first ``cv_top`` seen genes (callers order them by training mean,
+        so these are the most expressed, like the unseen test genes); all genes still serve
+        as neighbours. ``0``: score every seen gene.
+    """
+
+    def __init__(
+        self,
+        lambdas: list[float] | None = None,
+        gammas: list[float] | None = None,
+        cv_spots: int = 600,
+        cv_top: int = 400,
+        **config,
+    ) -> None:
+        super().__init__(**config)
+        # None = the default grid, resolved at fit (create_model stores the raw config)
+        self.config.update(lambdas=lambdas, gammas=gammas, cv_spots=cv_spots, cv_top=cv_top)
+
+    def fit(
+        self, slides: list[SlideInputs], targets: list[np.ndarray], genes: GeneInputs
+    ) -> GeneKernelEstimator:
+        """Fit ridge for the seen ``genes``, then choose ``lambda``/``gamma`` by gene CV."""
+        y = _check_targets(slides, targets, genes.n_genes)
+        self._fit_xy(slides, y)
+        self.vectors_ = _unit(genes.pooled.detach().cpu().numpy().astype(np.float64))
+        x = np.vstack([_features(s, self.config["use_nuclei"]) for s in slides])
+        rng = np.random.default_rng(0)
+        rows = np.sort(rng.permutation(len(x))[: int(self.config.get("cv_spots") or 600)])
+        f = self.ridge_.predict(self.pca_.transform(x[rows]))  # (n, S) seen-gene fits
+        m = f.mean(1, keepdims=True)
+        self.cv_ = self._cv(f - m, m, y[rows])
+        best = max(self.cv_, key=lambda r: r["score"])
+        self.lambda_, self.gamma_ = best["lambda"], best["gamma"]
+        k = _cosine_kernel(self.vectors_, self.vectors_, self.gamma_)
+        inv = np.linalg.inv(k + self.lambda_ * np.eye(len(k)))
+        # the fits are linear in the PCA scores z: F = z B^T + c, so the gene-space solve is
+        # folded into the coefficients once: (K + lambda I)^-1 (F - m) = z G^T + g0
+        coef, icpt = np.atleast_2d(self.ridge_.coef_), np.atleast_1d(self.ridge_.intercept_)
+        self.mean_coef_, self.mean_icpt_ = coef.mean(0), float(icpt.mean())
+        self.solved_coef_ = inv @ (coef - self.mean_coef_)
+        self.solved_icpt_ = inv @ (icpt - self.mean_icpt_)
+        return self
+
+    def _cv(self, fc: np.ndarray, m: np.ndarray, y: np.ndarray) -> list[dict]:
+        """Leave-one-gene-out scores on every (gamma, lambda) of the grid, closed form."""
+        top = int(self.config.get("cv_top") or 0) or fc.shape[1]
+        yc = y[:, :top] - y[:, :top].mean(0)
+        yn = np.linalg.norm(yc, axis=0)
+        out = []
+        gammas = self.config.get("gammas")
+        lambdas = self.config.get("lambdas") or _LAMBDAS
+        for gamma in _GAMMAS if gammas is None else gammas:
+            k = _cosine_kernel(self.vectors_, self.vectors_, gamma)
+            evals, evecs = np.linalg.eigh(k)
+            proj = evecs.T @ fc.T  # (S, n)
+            for lam in lambdas:
+                shrink = evals / (evals + lam)
+                hat_diag = (evecs[:top] ** 2) @ shrink
+                fitted = (evecs[:top] @ (shrink[:, None] * proj)).T  # (n, top)
+                # exact leave-one-gene-out prediction of each gene's map (kernel ridge identity)
+                loo = (fitted - hat_diag * fc[:, :top]) / np.maximum(1.0 - hat_diag, 1e-9)
+                p = m + loo
+                pc = p - p.mean(0)
+                den = np.linalg.norm(pc, axis=0) * yn
+                r = np.where(den > 0, (pc * yc).sum(0) / np.where(den > 0, den, 1.0), 0.0)
+                out.append({"gamma": float(gamma), "lambda": float(lam), "score": float(r.mean())})
+        return out
+
+    def predict(self, slide: SlideInputs, genes: GeneInputs) -> np.ndarray:
+        """Predictions ``(N, G)`` for any genes, seen or not, on the target scale."""
+        if not hasattr(self, "solved_coef_"):
+            raise InputError(None, "GeneKernelEstimator is not fitted", "call fit(slides, targets, genes) first")
+        z = self.pca_.transform(_features(slide, self.config["use_nuclei"]))
+        m = z @ self.mean_coef_ + self.mean_icpt_  # (N,) common pattern
+        q = _unit(genes.pooled.detach().cpu().numpy().astype(np.float64))
+        kq = _cosine_kernel(q, self.vectors_, self.gamma_)  # (G, S)
+        return m[:, None] + z @ (kq @ self.solved_coef_).T + kq @ self.solved_icpt_

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from geneshot.errors import InputError
@@ -82,12 +83,16 @@ class GeneInputs:
     ids
         Optional ``(G,)`` long index of each gene in the model's gene memory (its seen training
         genes); ``-1`` for genes without a memory slot (unseen genes). ``None``: no memory.
+    symbols
+        Optional gene symbols, one per gene, for models that look genes up by name (e.g. in
+        a reference expression matrix). ``None``: names not given.
     """
 
     tokens: torch.Tensor
     mask: torch.Tensor
     pooled: torch.Tensor
     ids: torch.Tensor | None = None
+    symbols: list[str] | None = None
 
     @property
     def n_genes(self) -> int:
@@ -101,12 +106,15 @@ class GeneInputs:
             if idx.dtype != torch.bool:
                 idx = idx.long()
         ids = None if self.ids is None else self.ids[idx]
-        return GeneInputs(self.tokens[idx], self.mask[idx], self.pooled[idx], ids)
+        symbols = None
+        if self.symbols is not None:
+            symbols = list(np.asarray(self.symbols, dtype=object)[idx.cpu().numpy() if torch.is_tensor(idx) else idx])
+        return GeneInputs(self.tokens[idx], self.mask[idx], self.pooled[idx], ids, symbols)
 
     def to(self, device: torch.device | str) -> GeneInputs:
         """Copy to ``device``."""
         ids = None if self.ids is None else self.ids.to(device)
-        return GeneInputs(self.tokens.to(device), self.mask.to(device), self.pooled.to(device), ids)
+        return GeneInputs(self.tokens.to(device), self.mask.to(device), self.pooled.to(device), ids, self.symbols)
 
     @staticmethod
     def concat(parts: list[GeneInputs]) -> GeneInputs:
@@ -120,7 +128,10 @@ class GeneInputs:
         ids = None
         if any(p.ids is not None for p in parts):
             ids = torch.cat([p.ids if p.ids is not None else torch.full((p.n_genes,), -1, dtype=torch.long) for p in parts])
-        return GeneInputs(torch.cat(tokens), torch.cat(masks), torch.cat([p.pooled for p in parts]), ids)
+        symbols = None
+        if all(p.symbols is not None for p in parts):
+            symbols = [s for p in parts for s in p.symbols]
+        return GeneInputs(torch.cat(tokens), torch.cat(masks), torch.cat([p.pooled for p in parts]), ids, symbols)
 
     def validate(self) -> GeneInputs:
         """Check shapes; raise :class:`InputError` naming the field at fault."""
@@ -142,5 +153,11 @@ class GeneInputs:
                 None,
                 f"GeneInputs.pooled has shape {tuple(self.pooled.shape)}, expected ({g}, D_T)",
                 "pass one pooled embedding per gene",
+            )
+        if self.symbols is not None and len(self.symbols) != g:
+            raise InputError(
+                None,
+                f"GeneInputs.symbols has {len(self.symbols)} names for {g} genes",
+                "pass one symbol per gene or None",
             )
         return self

@@ -10,7 +10,13 @@ from typing import Literal
 from geneshot.errors import InputError
 from geneshot.models._align_st import ALIGN_ST_DEFAULTS, AlignST
 from geneshot.models._base import Estimator, GeneExpressionModule
-from geneshot.models._estimators import DepthEstimator, RidgeEstimator, TextKNNEstimator
+from geneshot.models._estimators import (
+    DepthEstimator,
+    GeneKernelEstimator,
+    RidgeEstimator,
+    TextKNNEstimator,
+)
+from geneshot.models._reference import RefImputeEstimator
 from geneshot.models._sgn import SGN, SGN_DEFAULTS
 
 
@@ -33,6 +39,12 @@ class ModelSpec:
         One line for ``list_models``/CLI help.
     zero_shot, supervised
         Settings the model supports (zero-shot = predicting genes never seen in training).
+    needs_reference
+        The model reads a reference expression matrix (:class:`geneshot.genes.Reference`)
+        at fit: training without one is an error.
+    base
+        A registered estimator this torch model is stacked on: the trainer fits the base,
+        then the module on the base's cross-fitted residuals (``geneshot.train._composite``).
     """
 
     name: str
@@ -42,6 +54,13 @@ class ModelSpec:
     description: str = ""
     zero_shot: bool = True
     supervised: bool = True
+    needs_reference: bool = False
+    base: str | None = None
+
+
+def _align_st_on_base(base_config: dict | None = None, **config) -> AlignST:
+    """ALIGN-ST for a stacked model; ``base_config`` configures the base, not this module."""
+    return AlignST(**config)
 
 
 _ESTIMATOR_DEFAULTS = {"n_components": 256, "alphas": None, "use_nuclei": False}
@@ -55,6 +74,17 @@ MODELS: dict[str, ModelSpec] = {
             AlignST,
             ALIGN_ST_DEFAULTS,
             "ALIGN-ST: nuclei-aware image features, dual-stream prompted text encoder, gene graph (ASIG), GraphSAGE spots",
+        ),
+        ModelSpec(
+            "align-st+ref",
+            "torch",
+            _align_st_on_base,
+            {**ALIGN_ST_DEFAULTS, "base_config": {}},
+            "Reference-assisted ALIGN-ST: ref-impute as the base, ALIGN-ST trained on what it misses (weight chosen on validation)",
+            zero_shot=True,
+            supervised=False,
+            needs_reference=True,
+            base="ref-impute",
         ),
         ModelSpec(
             "sgn",
@@ -89,6 +119,25 @@ MODELS: dict[str, ModelSpec] = {
             "Zero-shot baseline: ridge on seen genes, unseen gene = softmax-weighted mix of its k text-nearest seen genes",
             zero_shot=True,
             supervised=False,
+        ),
+        ModelSpec(
+            "gene-kernel",
+            "estimator",
+            GeneKernelEstimator,
+            {**_ESTIMATOR_DEFAULTS, "lambdas": None, "gammas": None, "cv_spots": 600, "cv_top": 400},
+            "Zero-shot baseline: ridge on seen genes, carried to any gene by kernel ridge over text-embedding cosine (lambda by gene CV)",
+            zero_shot=True,
+            supervised=False,
+        ),
+        ModelSpec(
+            "ref-impute",
+            "estimator",
+            RefImputeEstimator,
+            {**_ESTIMATOR_DEFAULTS, "k": 30, "max_rows": 50_000, "shrink": 0.0},
+            "Reference-assisted zero-shot: image -> a reference's top-k seen-gene axes -> any reference gene by its loadings",
+            zero_shot=True,
+            supervised=False,
+            needs_reference=True,
         ),
         ModelSpec(
             "depth",

@@ -53,7 +53,7 @@ from geneshot.predict._anndata import (
     write_h5ad,
 )
 from geneshot.predict._inputs import as_ensemble, prepare_gene_inputs
-from geneshot.prepare import FeatureConfig, PreparedSection, prepare_sections
+from geneshot.prepare import FeatureConfig, PreparedSection, add_context, prepare_sections
 
 _PLACEHOLDER_GENE = "__no_counts__"  # one zero column: tiles have no counts
 
@@ -122,8 +122,10 @@ def predict_sections(
     target = model.target
     parts = []
     spatial = {}
+    shifts: dict[str, dict] = {}  # section -> shift ratio and shrinkage (zero-shot runs)
     for s, have in zip(secs, measured_in):
         mean, std = model.predict_with_uncertainty(s, gin, names)
+        shifts[s.name] = {k: v for k, v in model.last_shift.items() if k != "section"}
         meas = target.transform(s.adata, names)
         meas[:, [g not in have for g in names]] = np.nan
         obs = s.adata.obs[[Key.SECTION, Key.PATIENT, Key.ARRAY_ROW, Key.ARRAY_COL]].copy()
@@ -154,7 +156,7 @@ def predict_sections(
         gin,
         names,
         "sections",
-        {"dataset": dataset, "sections": list(sections), "measured_layer": MEASURED},
+        {"dataset": dataset, "sections": list(sections), "measured_layer": MEASURED, "shift": shifts},
     )
     return out
 
@@ -258,15 +260,19 @@ def predict_image(
             cache=cache,
             progress=progress and len(starts) < 2,
             stain_reference=stain_ref,
+            context=False,  # rings span chunks: added below over all tiles
         )
         feats.append(p.image)
         nuc.append(p.nuclei)
         summ.append(p.nuclei_summary)
-    prepared = PreparedSection(
-        adata=section,
-        image=np.concatenate(feats),
-        nuclei=None if nuc[0] is None else np.concatenate(nuc),
-        nuclei_summary=None if summ[0] is None else np.concatenate(summ),
+    prepared = add_context(
+        PreparedSection(
+            adata=section,
+            image=np.concatenate(feats),
+            nuclei=None if nuc[0] is None else np.concatenate(nuc),
+            nuclei_summary=None if summ[0] is None else np.concatenate(summ),
+        ),
+        features,
     )
     mean, std = model.predict_with_uncertainty(prepared, gin, names)
     obs = section.obs[[Key.SECTION, Key.ARRAY_ROW, Key.ARRAY_COL]].copy()
@@ -287,6 +293,7 @@ def predict_image(
         mode,
         {
             "image": str(Path(image).resolve()),
+            "shift": {k: v for k, v in model.last_shift.items() if k != "section"},
             "microns_per_pixel": float(mpp),
             "tile_um": float(features.patch_um),
             "n_obs": int(out.n_obs),

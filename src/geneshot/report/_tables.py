@@ -61,7 +61,12 @@ def _fmt_ci(lo: float, hi: float) -> str:
     return "n/a" if np.isnan(lo) or np.isnan(hi) else f"[{lo:.3f}, {hi:.3f}]"
 
 
-GROUP_TITLES = {"zero-shot": "zero-shot", "control": "controls", "supervised": "supervised ceiling"}
+GROUP_TITLES = {
+    "zero-shot": "zero-shot (text only)",
+    "reference": "reference-assisted zero-shot",
+    "control": "controls",
+    "supervised": "supervised ceiling",
+}
 
 
 def table1(agg: dict, cfg: dict) -> pd.DataFrame:
@@ -70,7 +75,7 @@ def table1(agg: dict, cfg: dict) -> pd.DataFrame:
     if res.empty:
         return pd.DataFrame()
     rows = []
-    for grp in ("zero-shot", "control", "supervised"):
+    for grp in GROUP_TITLES:
         sub = res[res["group"] == grp]
         for m in dict.fromkeys(sub["method"]):
             row: dict[str, Any] = {

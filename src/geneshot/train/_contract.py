@@ -33,6 +33,9 @@ class DataContract:
         Genes held out of training (the zero-shot test set), possibly empty.
     feature_mean, feature_std
         Standardisation of image features, fitted on training spots.
+    reference
+        :meth:`geneshot.genes.Reference.describe` of the reference expression matrix the
+        model was fit with (hash, rows, genes, samples), or ``None``.
     """
 
     features: dict
@@ -46,6 +49,7 @@ class DataContract:
     feature_std: list[float] = field(default_factory=list)
     targets: dict = field(default_factory=dict)  # every convention's training statistics, by kind
     train_sections: list[str] = field(default_factory=list)
+    reference: dict | None = None
 
     def to_dict(self) -> dict:
         """JSON-able dict."""
@@ -53,8 +57,10 @@ class DataContract:
 
     @classmethod
     def from_dict(cls, d: dict) -> DataContract:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**d)
+        """Inverse of :meth:`to_dict`; feature keys newer than the run read as off."""
+        from geneshot.prepare import FEATURES_OFF
+
+        return cls(**{**d, "features": {**FEATURES_OFF, **d["features"]}})
 
     def check_arrays(self, image: np.ndarray, nuclei: np.ndarray | None, text_dim: int, source: str | None = None) -> None:
         """Raise unless array shapes match the trained weights."""

@@ -61,3 +61,33 @@ def sharded(items: Sequence[T], work: Callable[[list[T]], object]) -> None:
     if world > 1:
         work(list(items[rank::world]))
         barrier()
+
+
+def broadcast_params(mod: torch.nn.Module) -> None:
+    """Start every process from rank 0's weights."""
+    import torch.distributed as dist
+
+    for t in list(mod.parameters()) + list(mod.buffers()):
+        dist.broadcast(t.data, src=0)
+
+
+def average_buffers(mod: torch.nn.Module) -> None:
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    for b in mod.buffers():
+        if b.dtype.is_floating_point:
+            dist.all_reduce(b.data, op=dist.ReduceOp.SUM)
+            b.data /= world
+        else:
+            dist.broadcast(b.data, src=0)
+
+
+def all_reduce_grads(mod: torch.nn.Module) -> None:
+    """Sum gradients over processes (each rank's loss is already divided by the group size)."""
+    import torch.distributed as dist
+
+    for p in mod.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)

@@ -29,7 +29,7 @@ from geneshot.data import TargetTransform
 from geneshot.errors import InputError
 from geneshot.prepare import PreparedGenes, PreparedSection
 from geneshot.train._contract import DataContract
-from geneshot.train._model import GeneshotModel
+from geneshot.train._model import BASE_FILE, SHIFT_FILE, GeneshotModel
 from geneshot.train._runfile import RETRAIN, read_run_file
 
 MEMBERS_DIR = "members"
@@ -159,6 +159,11 @@ class Ensemble:
             0
         ]
 
+    @property
+    def last_shift(self) -> dict:
+        """Shift ratio and shrinkage of the last predicted section (member 0's; all agree)."""
+        return self.members[0].last_shift
+
     def predict_with_uncertainty(
         self,
         section: PreparedSection,
@@ -242,6 +247,10 @@ class Ensemble:
         first = run_dir / MEMBERS_DIR / "0"
         with atomic_path(run_dir / "weights.pt") as tmp:
             shutil.copyfile(first / "weights.pt", tmp)
+        for extra in (SHIFT_FILE, BASE_FILE):
+            if (first / extra).is_file():
+                with atomic_path(run_dir / extra) as tmp:
+                    shutil.copyfile(first / extra, tmp)
         meta = json.loads((first / "run.json").read_text())
         meta["ensemble"] = {
             "geneshot_version": __version__,

@@ -1,0 +1,213 @@
+"""Choose the default image-feature config (context rings, larger windows) by nested CV.
+
+Usage::
+
+    GENESHOT_DATA=/path/to/data python scripts/choose_features.py --csv choose_features.csv
+
+For each outer leave-one-section-out fold over the imaged HER2+ sections (C2-C6), an
+inner leave-one-section-out over ITS training sections only scores every candidate
+feature config; the candidate with the best inner mean is that outer fold's pick, and the
+picked config is then scored once on the outer test section. The outer test section is
+never used to choose. Scores are per-section PCC@M on the unseen genes (the 250 most
+expressed genes of the fold's training sections, libsize targets) of two models trained
+through :func:`geneshot.workflow.train_model`, exactly as the benchmark trains them:
+
+- ``ridge``, setting ``supervised`` (PCA + ridge on the unseen genes: the ceiling);
+- ``depth``, setting ``zero-shot`` (one per-spot value from the seen genes: the control).
+
+The selection score is the mean of the two. Every prepared input comes from the geneshot
+cache and every fold's scores are kept in ``--scores`` (JSON), so a rerun only fits what
+is missing. Prints a markdown table (inner means, picks, outer scores, seconds per
+candidate) and writes the long table to ``--csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geneshot.cache import Cache
+from geneshot.data import TargetTransform
+from geneshot.prepare import FeatureConfig
+from geneshot.workflow import evaluate, load_sections, split_and_describe, train_model
+
+SECTIONS = ["C2", "C3", "C4", "C5", "C6"]
+RINGS = (300.0, 500.0)  # legacy ST pitch 200 µm: ring 1 = 8 neighbours, ring 2 = the next 12
+CANDIDATES: dict[str, dict] = {
+    "patch": {},
+    "rings": {"context_um": RINGS},
+    "fov": {"fov_um": (224.0, 448.0)},
+    "rings+fov": {"fov_um": (224.0, 448.0), "context_um": RINGS},
+    "rings(patch)+fov": {"fov_um": (224.0, 448.0), "context_um": RINGS, "context_on": "patch"},
+    "fov3": {"fov_um": (224.0, 448.0, 896.0)},
+}
+MODELS = {"ridge": "supervised", "depth": "zero-shot"}
+
+
+def score_fold(
+    prepared: dict,
+    train: list[str],
+    test: str,
+    config: FeatureConfig,
+    cache: Cache,
+    split_memo: dict,
+) -> dict[str, float]:
+    """Per-section PCC@M on ``test`` of each model trained on ``train`` with ``config``."""
+    tr = [prepared[s] for s in train]
+    key = tuple(train)
+    if key not in split_memo:  # the gene split depends on counts only, not on the features
+        split_memo[key] = split_and_describe(tr, config, cache=cache, progress=False)
+    split, genes = split_memo[key]
+    target = TargetTransform.fit([s.adata for s in tr], "libsize")
+    out = {}
+    for name, setting in MODELS.items():
+        model = train_model(name, setting, tr, genes, split, target, config, progress=False)
+        summary, *_ = evaluate(model, [prepared[test]], genes, split.unseen)
+        out[name] = float(summary["per_section"]["pcc_m"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--data", type=Path, default=None, help="her2st folder (default: $GENESHOT_DATA/her2st)"
+    )
+    ap.add_argument(
+        "--candidates", default=",".join(CANDIDATES), help="comma-separated candidate names"
+    )
+    ap.add_argument("--csv", type=Path, default=Path("choose_features.csv"))
+    ap.add_argument(
+        "--scores",
+        type=Path,
+        default=Path("choose_features_scores.json"),
+        help="fold scores kept between runs",
+    )
+    args = ap.parse_args(argv)
+    data = args.data or Path(os.environ.get("GENESHOT_DATA", "")) / "her2st"
+    if not data.is_dir():
+        sys.exit(f"{data}: no her2st folder; pass --data or set GENESHOT_DATA")
+    names = args.candidates.split(",")
+    unknown = sorted(set(names) - set(CANDIDATES))
+    if unknown:
+        sys.exit(f"unknown candidates {unknown}; use {list(CANDIDATES)}")
+    cache = Cache()
+    scores: dict = json.loads(args.scores.read_text()) if args.scores.exists() else {}
+    seconds: dict[str, float] = {}
+    dims: dict[str, int] = {}
+    fit_s: dict[str, float] = dict.fromkeys(names, 0.0)  # NaN when folds came from --scores
+    split_memo: dict = {}
+    rows = []
+    for cand in names:
+        config = FeatureConfig(**CANDIDATES[cand])
+        t0 = time.perf_counter()
+        prepared = {
+            s.name: s
+            for s in load_sections("her2st", data, SECTIONS, config, cache=cache, progress=False)
+        }
+        prep_s = time.perf_counter() - t0
+        dims[cand] = dim = next(iter(prepared.values())).image.shape[1]
+        for outer in SECTIONS:
+            outer_train = [s for s in SECTIONS if s != outer]
+            folds = [
+                (outer, [s for s in outer_train if s != inner], inner) for inner in outer_train
+            ]
+            folds.append((outer, outer_train, outer))  # the outer test score itself
+            for o, train, test in folds:
+                k = f"{cand}|{','.join(train)}|{test}"
+                if k not in scores:
+                    t1 = time.perf_counter()
+                    scores[k] = score_fold(prepared, train, test, config, cache, split_memo)
+                    scores[k]["seconds"] = time.perf_counter() - t1
+                    args.scores.write_text(json.dumps(scores, indent=1))
+                kind = "outer" if test == o else "inner"
+                fit_s[cand] += scores[k].get("seconds", np.nan)
+                for m in MODELS:
+                    v = scores[k][m]
+                    rows.append(
+                        {
+                            "candidate": cand,
+                            "outer": o,
+                            "kind": kind,
+                            "test": test,
+                            "model": m,
+                            "pcc_m": v,
+                        }
+                    )
+        seconds[cand] = time.perf_counter() - t0
+        print(
+            f"{cand}: {dim} dims, prepare (cache) {prep_s:.1f} s, all folds {seconds[cand]:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    long = pd.DataFrame(rows)
+    long.to_csv(args.csv, index=False)
+
+    inner = long[long.kind == "inner"].pivot_table(
+        index=["outer", "candidate"], columns="model", values="pcc_m", aggfunc="mean"
+    )
+    inner["select"] = inner[list(MODELS)].mean(1)
+    outer = long[long.kind == "outer"].pivot_table(
+        index=["outer", "candidate"], columns="model", values="pcc_m"
+    )
+    picks = {o: inner.loc[o]["select"].idxmax() for o in SECTIONS}
+    print(
+        f"Nested CV over {','.join(SECTIONS)}: per-section PCC@M, 250 unseen genes, libsize targets\n"
+    )
+    print(
+        "| outer test | "
+        + " | ".join(f"inner {c} (ridge / depth)" for c in names)
+        + " | pick | outer ridge | outer depth |"
+    )
+    print("|---|" + "---:|" * len(names) + "---|---:|---:|")
+    for o in SECTIONS:
+        cells = [
+            f"{inner.loc[(o, c), 'ridge']:.3f} / {inner.loc[(o, c), 'depth']:.3f}" for c in names
+        ]
+        p = picks[o]
+        print(
+            f"| {o} | "
+            + " | ".join(cells)
+            + f" | **{p}** | {outer.loc[(o, p), 'ridge']:.3f} | {outer.loc[(o, p), 'depth']:.3f} |"
+        )
+    picked = np.array([[outer.loc[(o, picks[o]), m] for m in MODELS] for o in SECTIONS])
+    print(
+        f"\nouter score of the picked configs (mean over folds): ridge {picked[:, 0].mean():.3f}, depth {picked[:, 1].mean():.3f}"
+    )
+    print(
+        "\n| candidate | dims | outer ridge (mean) | outer depth (mean) | seconds of the 25 folds x 2 fits (NaN: read from --scores) |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    for c in names:
+        r = outer.xs(c, level="candidate")
+        print(
+            f"| {c} | {dims[c]} | {r['ridge'].mean():.3f} | {r['depth'].mean():.3f} | {fit_s[c]:.0f} |"
+        )
+    # most outer folds; a tie goes to the best inner selection score averaged over the outer
+    # folds (inner data only, never an outer test score)
+    votes = Counter(picks.values())
+    inner_mean = inner["select"].groupby(level="candidate").mean()
+    default = max(votes, key=lambda c: (votes[c], inner_mean[c]))
+    print(f"\npicks per outer fold: {picks}")
+    print(
+        "inner selection score (mean of ridge and depth), mean over outer folds: "
+        + ", ".join(f"{c} {inner_mean[c]:.4f}" for c in names)
+    )
+    print(
+        f"default (most outer folds, ties by that mean): {default} ({votes[default]} of {len(SECTIONS)}): {CANDIDATES[default]}"
+    )
+    print(
+        "(the 'outer' rows above are shown for every candidate for reference only; the choice uses inner folds)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
