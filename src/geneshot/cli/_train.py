@@ -109,7 +109,9 @@ def train_cmd(data, dataset, train_sections, setting, model_name, targets, n_uns
     best = getattr(model, "best_val", None)
     click.echo(f"trained {model_name} ({setting}, {targets} targets) on {train_sections}: {len(model.contract.seen_genes)} training genes, {len(model.contract.unseen_genes)} unseen")
     if best is not None:
-        click.echo(f"  best validation PCC (held-out spots{' and genes' if setting == 'zero-shot' else ''} of training sections): {best:.3f}")
+        criterion = "gene-specific PCC" if model.train_config.select_on == "gene_specific" else "PCC"
+        held = "a held-out training section or spots" + (" and held-out seen genes" if setting == "zero-shot" else "")
+        click.echo(f"  best validation {criterion} ({held}): {best:.3f}")
     click.echo(f"saved {out}/run.json and weights.pt")
 
 
