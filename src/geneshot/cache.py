@@ -98,6 +98,23 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _json_default(o: Any) -> Any:
+    """JSON for NumPy scalars and arrays, sets and tuples; anything else as its string."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+def write_json_atomic(target: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, all or nothing (NumPy values allowed)."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
+
+
 def save_npz_atomic(target: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Write arrays to ``target`` (.npz, uncompressed) atomically."""
     with atomic_path(target) as tmp:

@@ -12,12 +12,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib
-import json
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +24,7 @@ import geneshot.workflow as wf
 from geneshot import __version__
 from geneshot._constants import Key
 from geneshot.benchmark._plan import load_list, safe_name
-from geneshot.cache import Cache, atomic_path, hash_parts, save_npz_atomic
+from geneshot.cache import Cache, hash_parts, save_npz_atomic, write_json_atomic
 from geneshot.data import (
     TargetTransform,
     gene_means,
@@ -133,22 +131,6 @@ def fold_reference(state: RunState, train: list[str], test: list[str]):
         raise InputError(state.data_dir, "no section of another patient is left for the reference", "set expression_reference to a .h5ad of other samples, or null")
     ref = reference_from_sections([state.sections[n] for n in names], cache=state.cache)
     return ref, {"kind": "auto", "sections": names, "patients": sorted({state.patients[n] for n in names}), **ref.describe()}
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON (numpy values, tuples and sets allowed)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    return str(o)
 
 
 def _choose_unseen(cfg: dict, train: list, gplan: dict) -> list[str] | None:
@@ -259,7 +241,7 @@ def run_fold(
     reference, record["expression_reference"] = (
         fold_reference(state, train_names, test_names) if needs_ref else (None, None)
     )
-    write_json(fdir / "fold.json", record)
+    write_json_atomic(fdir / "fold.json", record)
     # the fold's gene split as a split file with its own id (seen + unseen genes only)
     write_split(gene_split_given(split.unseen, split.unseen + split.seen), fdir / "gene_split.json")
     fold_key = {
@@ -330,7 +312,7 @@ def run_fold(
             )
         mpath = path.with_suffix(".metrics.json")
         if not mpath.exists():
-            write_json(
+            write_json_atomic(
                 mpath,
                 {"run": rid, "spec": spec, "train_targets": tk, "fit_s": fit_s, "metrics": metrics},
             )

@@ -7,7 +7,6 @@ Nothing here runs or imports the benchmark.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geneshot.cache import atomic_path
+from geneshot.cache import atomic_path, write_json_atomic
 
 
 def format_table(df: pd.DataFrame, floatfmt: str = ".3f", index: bool = True) -> str:
@@ -41,20 +40,6 @@ def _safe(name: str) -> str:
 def _tk_for(conv: str, cfg: dict) -> str:
     """Training convention whose rows represent ``conv``: itself when trained on, else the first."""
     return conv if conv in cfg["train_targets"] else cfg["train_targets"][0]
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    def default(o: Any) -> Any:
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, (set, tuple)):
-            return list(o)
-        return str(o)
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, default=default))
 
 
 def _fmt_ci(lo: float, hi: float) -> str:
@@ -216,5 +201,5 @@ def write_tables(agg: dict, cfg: dict, out: Path, provenance: dict) -> dict[str,
     with atomic_path(files["results_md"]) as tmp:
         tmp.write_text("\n".join(lines))
     files["provenance"] = out / "provenance.json"
-    _write_json(files["provenance"], provenance)
+    write_json_atomic(files["provenance"], provenance)
     return files
