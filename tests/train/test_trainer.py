@@ -85,4 +85,5 @@ def test_selection_criterion_and_old_trainer_knobs():
         # the kept model is the best epoch on the configured criterion, and timings are recorded
         assert m.best_val == max(r[key] for r in h)
         assert all(r["train_s"] >= 0 and r["val_s"] >= 0 for r in h)
-        assert h[-1]["train_s"] + h[-1]["val_s"] <= h[-1]["elapsed_s"] + 1e-6
+        # each is rounded to 0.01 s in the history, so the sum may exceed the total by 0.01
+        assert h[-1]["train_s"] + h[-1]["val_s"] <= h[-1]["elapsed_s"] + 0.011
