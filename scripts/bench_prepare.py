@@ -94,6 +94,11 @@ def table(cold: dict, warm: dict, startup: float, n_genes: int) -> str:
             f"{spots / max(tc['nuclei'], 1e-9):.0f} patches/s",
             f">= {TARGETS['nuclei']:.0f} patches/s",
         )
+    if "fov patches" in tc:  # larger windows around each spot (FeatureConfig.fov_um)
+        row("fov patches", "")
+        row("fov features", "")
+    if "context" in tc:  # neighbour rings (FeatureConfig.context_um)
+        row("context", "")
     gt = tc.get("gene texts + embeddings", 0.0)
     row("gene texts + embeddings", f"{n_genes / max(gt, 1e-9):.0f} genes/s ({n_genes} genes)")
     row("write", "")

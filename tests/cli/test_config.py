@@ -76,3 +76,21 @@ def test_cli_rejects_broken_yaml(her2st, tmp_path):
         ]
     )
     assert_clean_failure(res, str(cfg), "not valid YAML")
+
+
+def test_feature_window_options_parse():
+    """--fov-um / --context-um: micrometre lists, 'none' for off, a clear error otherwise."""
+    import pytest
+
+    from geneshot.cli._prepare import feature_config_from
+    from geneshot.errors import InputError
+    from geneshot.prepare import FeatureConfig
+
+    base = {"image_encoder": "effnet-lite0", "tta": False, "nuclei": True, "stain": None, "text_encoder": "minilm", "gene_texts": None}
+    assert feature_config_from({**base}).fov_um == FeatureConfig().fov_um
+    cfg = feature_config_from({**base, "fov_um": "224,896", "context_um": "none"})
+    assert cfg.fov_um == (224.0, 896.0) and cfg.context_um == ()
+    with pytest.raises(InputError, match="--fov-um"):
+        feature_config_from({**base, "fov_um": "224,big"})
+    with pytest.raises(InputError, match="non-positive"):
+        feature_config_from({**base, "context_um": "0,300"})

@@ -50,6 +50,16 @@ def feature_options(f):
             help="Stain normalisation (off by default).",
         ),
         click.option(
+            "--fov-um",
+            default=None,
+            help="Larger windows around each spot, comma-separated µm (e.g. 224,448; 'none' = off; default: the package default).",
+        ),
+        click.option(
+            "--context-um",
+            default=None,
+            help="Outer radii of the neighbour rings, comma-separated µm (e.g. 300,500; 'none' = off; default: the package default).",
+        ),
+        click.option(
             "--text-encoder",
             type=TextEncoderType(),
             default="minilm",
@@ -72,6 +82,7 @@ def feature_config_from(kw: dict):
     """FeatureConfig from CLI keyword arguments."""
     from geneshot.prepare import FeatureConfig
 
+    windows = {k: _micrometres(kw.get(k), f"--{k.replace('_', '-')}") for k in ("fov_um", "context_um")}
     return FeatureConfig(
         image_encoder=kw["image_encoder"],
         tta=kw["tta"],
@@ -79,7 +90,25 @@ def feature_config_from(kw: dict):
         stain=kw["stain"],
         text_encoder=kw["text_encoder"],
         gene_text_source=str(kw["gene_texts"]) if kw.get("gene_texts") else None,
+        **{k: v for k, v in windows.items() if v is not None},
     )
+
+
+def _micrometres(value: str | None, option: str) -> tuple[float, ...] | None:
+    """``"224,448"`` -> (224.0, 448.0); ``"none"`` -> (); None -> None (the default)."""
+    from geneshot.errors import InputError
+
+    if value is None:
+        return None
+    if value.strip().lower() in ("none", "off", ""):
+        return ()
+    try:
+        out = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise InputError(None, f"{option} {value!r} is not a list of numbers", f"write e.g. {option} 224,448 or {option} none") from None
+    if any(v <= 0 for v in out):
+        raise InputError(None, f"{option} {value!r} has a non-positive size", "give sizes in micrometres above 0")
+    return out
 
 
 @main.command("prepare")
