@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.linear_model import RidgeCV
 
 from geneshot.errors import InputError
-from geneshot.genes import Reference, gene_axes
+from geneshot.genes import GeneAxes, Reference, gene_axes
 from geneshot.models._estimators import _ALPHAS, _check_targets, _features, _PCARidge
 from geneshot.models._inputs import GeneInputs, SlideInputs
 
@@ -63,8 +63,13 @@ class RefImputeEstimator(_PCARidge):
         targets: list[np.ndarray],
         genes: GeneInputs,
         reference: Reference | None = None,
+        axes: GeneAxes | None = None,
     ) -> RefImputeEstimator:
-        """Fit on the seen ``genes`` (their ``symbols`` locate them in ``reference``)."""
+        """Fit on the seen ``genes`` (their ``symbols`` locate them in ``reference``).
+
+        ``axes``: the reference's :func:`~geneshot.genes.gene_axes` for these genes, when a
+        caller fitting several times on one reference (cross-fitting) has computed them once.
+        """
         if reference is None:
             raise InputError(
                 None,
@@ -76,12 +81,7 @@ class RefImputeEstimator(_PCARidge):
                 None, _NO_SYMBOLS, "build GeneInputs with symbols (GeneshotModel does)"
             )
         y = _check_targets(slides, targets, genes.n_genes)
-        ax = gene_axes(
-            reference,
-            list(genes.symbols),
-            int(self.config["k"]),
-            max_rows=int(self.config["max_rows"]),
-        )
+        ax = axes if axes is not None else self.axes(reference, list(genes.symbols))
         pos = {g: i for i, g in enumerate(genes.symbols)}
         ys = y[:, [pos[g] for g in ax.seen]]
         mu = ys.mean(0)
@@ -104,6 +104,10 @@ class RefImputeEstimator(_PCARidge):
         self.seen_ = list(ax.seen)
         self.reference_ = reference.describe()
         return self
+
+    def axes(self, reference: Reference, seen: list[str]) -> GeneAxes:
+        """The reference summary this estimator's config asks for (deterministic)."""
+        return gene_axes(reference, seen, int(self.config["k"]), max_rows=int(self.config["max_rows"]))
 
     def columns(self, symbols: list[str]) -> np.ndarray:
         """Reference column of each gene; raises :class:`InputError` naming genes it lacks."""

@@ -28,13 +28,13 @@ log = logging.getLogger(__name__)
 RESIDUAL_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 
 
-def _cross_fitted(base_name: str, config: dict, slides, ys: list[np.ndarray], gin, reference) -> list[np.ndarray]:
+def _cross_fitted(base_name: str, config: dict, slides, ys: list[np.ndarray], gin, extra: dict) -> list[np.ndarray]:
     """Each training section predicted by a base fitted on the other training sections."""
     out = []
     for i in range(len(slides)):
         others = [j for j in range(len(slides)) if j != i]
         b = create_model(base_name, **config)
-        b.fit([slides[j] for j in others], [ys[j] for j in others], gin, reference=reference)
+        b.fit([slides[j] for j in others], [ys[j] for j in others], gin, **extra)
         out.append(np.asarray(b.predict(slides[i], gin), np.float32))
     return out
 
@@ -52,8 +52,14 @@ def fit_composite(gm, slides, ys, genes, seen: list[str], names: list[str], devi
         gm.base = create_model(base_name, **config).fit(slides, ys_np, gin, reference=reference)
         gm.residual_weight = 0.0
         return
-    oof = _cross_fitted(base_name, config, slides, ys_np, gin, reference)
-    gm.base = create_model(base_name, **config).fit(slides, ys_np, gin, reference=reference)
+    base = create_model(base_name, **config)
+    extra = {"reference": reference}
+    if hasattr(base, "axes"):
+        # the reference summary depends on the reference and the seen genes only, not on
+        # which sections are fitted: compute it once for the base and its cross-fits
+        extra["axes"] = base.axes(reference, list(gin.symbols))
+    oof = _cross_fitted(base_name, config, slides, ys_np, gin, extra)
+    gm.base = base.fit(slides, ys_np, gin, **extra)
     resid = [torch.from_numpy((y - o).astype(np.float32)) for y, o in zip(ys_np, oof)]
     fit_torch(gm, slides, resid, genes, seen, names, device, progress)
     gm.residual_weight = _choose_weight(gm, slides, ys_np, oof, gin, device)

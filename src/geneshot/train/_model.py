@@ -19,7 +19,7 @@ import os
 import pickle
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -134,18 +134,6 @@ MODEL_TRAIN_DEFAULTS: dict[str, dict] = {
 def _std(x: np.ndarray) -> np.ndarray:
     s = x.std(0)
     return np.where(s < 1e-6, 1.0, s)
-
-
-@dataclass
-class TrainingData:
-    """Tensors for one training run, built once."""
-
-    slides: list[SlideInputs]
-    targets: list[torch.Tensor]  # (N_i, G_all) in the column order of `gene_names`
-    train_mask: list[torch.Tensor]  # (N_i,) bool: spot used in the loss
-    gene_names: list[str]
-    genes: GeneInputs
-    history: list[dict] = field(default_factory=list)
 
 
 class GeneshotModel:
