@@ -60,6 +60,18 @@ def test_section_without_image_loads_for_expression(tmp_path, caplog):
         read_dataset("her2st", root, "C2", require_image=True)
 
 
+def test_imaged_only_skips_the_tables_of_imageless_sections(tmp_path):
+    root = write_her2st(tmp_path, "C2")
+    write_her2st(root, "A1", image=False)
+    # a broken table of an image-less section would fail if it were parsed
+    with gzip.open(root / "ST-cnts" / "A1.tsv.gz", "wt") as fh:
+        fh.write("")
+    got = read_dataset("her2st", root, None, imaged_only=True)
+    assert [section_meta(a)[Key.IMAGE_PATH] is not None for a in got] == [True]
+    with pytest.raises(InputError, match="A1"):
+        read_dataset("her2st", root, None)
+
+
 def test_patch_at_border_is_flagged(tmp_path):
     root = write_her2st(tmp_path)
     a = read_her2st_section(root, "C2")

@@ -36,7 +36,7 @@ from geneshot.benchmark._plan import plan_folds, section_split
 from geneshot.cache import Cache
 from geneshot.data import write_split
 from geneshot.errors import InputError
-from geneshot.io import has_image, read_dataset, section_id
+from geneshot.io import read_dataset, section_id
 
 
 @dataclass
@@ -93,7 +93,7 @@ def _sections(cfg: dict, data_dir: Path) -> tuple[list[str], dict[str, str]]:
     """Imaged sections of the config and their patients."""
     secs_arg = cfg["sections"]
     if secs_arg == "imaged":
-        raw = [a for a in read_dataset(cfg["dataset"], data_dir, None) if has_image(a)]
+        raw = read_dataset(cfg["dataset"], data_dir, None, imaged_only=True)
     else:
         raw = read_dataset(cfg["dataset"], data_dir, secs_arg, require_image=True)
     if len(raw) < 2:

@@ -82,7 +82,9 @@ def feature_config_from(kw: dict):
     """FeatureConfig from CLI keyword arguments."""
     from geneshot.prepare import FeatureConfig
 
-    windows = {k: _micrometres(kw.get(k), f"--{k.replace('_', '-')}") for k in ("fov_um", "context_um")}
+    windows = {
+        k: _micrometres(kw.get(k), f"--{k.replace('_', '-')}") for k in ("fov_um", "context_um")
+    }
     return FeatureConfig(
         image_encoder=kw["image_encoder"],
         tta=kw["tta"],
@@ -105,9 +107,15 @@ def _micrometres(value: str | None, option: str) -> tuple[float, ...] | None:
     try:
         out = tuple(float(v) for v in value.split(",") if v.strip())
     except ValueError:
-        raise InputError(None, f"{option} {value!r} is not a list of numbers", f"write e.g. {option} 224,448 or {option} none") from None
+        raise InputError(
+            None,
+            f"{option} {value!r} is not a list of numbers",
+            f"write e.g. {option} 224,448 or {option} none",
+        ) from None
     if any(v <= 0 for v in out):
-        raise InputError(None, f"{option} {value!r} has a non-positive size", "give sizes in micrometres above 0")
+        raise InputError(
+            None, f"{option} {value!r} has a non-positive size", "give sizes in micrometres above 0"
+        )
     return out
 
 
@@ -134,8 +142,8 @@ def prepare_cmd(data, dataset, sections, n_genes, out, cache_dir, **kw) -> None:
     """Read sections and cache patches, image features, nuclei maps and gene-text embeddings."""
     from geneshot.cache import atomic_path
     from geneshot.data import gene_universe, select_genes
-    from geneshot.io import has_image, read_dataset
-    from geneshot.prepare import Timer, prepare_genes, prepare_sections
+    from geneshot.io import read_dataset
+    from geneshot.prepare import Timer, prepare_dataset
 
     progress = progress_enabled()
     t0 = time.perf_counter()
@@ -144,14 +152,16 @@ def prepare_cmd(data, dataset, sections, n_genes, out, cache_dir, **kw) -> None:
     data = resolve_data_dir(data, dataset)
     config = feature_config_from(kw)
     with timer("read"):
-        secs = read_dataset(dataset, data, sections, require_image=sections is not None)
-        if sections is None:
-            secs = [a for a in secs if has_image(a)]
+        secs = read_dataset(
+            dataset,
+            data,
+            sections,
+            require_image=sections is not None,
+            imaged_only=sections is None,
+        )
         secs = gene_universe(secs)
-    prepared = prepare_sections(secs, config, cache=cache, progress=progress, timer=timer)
-    with timer("gene texts + embeddings"):
-        genes = select_genes(secs, "top_mean", n_genes)
-        pg = prepare_genes(genes, config, cache=cache, progress=progress)
+    genes = select_genes(secs, "top_mean", n_genes)
+    prepared, pg = prepare_dataset(secs, genes, config, cache=cache, progress=progress, timer=timer)
     # every output goes to a temporary file first; they are renamed only once all were
     # written, so a failure (or Ctrl-C) leaves no partial .h5ad and no summary behind
     with timer("write"), ExitStack() as outputs:

@@ -170,6 +170,9 @@ register_dataset(
         list_sections=list_her2st_sections,
         read_section=read_her2st_section,
         patient_of=her2st_patient,
+        section_has_image=lambda d, s: (
+            find_image(Path(d) / "ST-imgs" / her2st_patient(s) / s) is not None
+        ),
         description="HER2+ breast cancer, legacy ST (Andersson et al. 2021)",
     )
 )
