@@ -1,8 +1,9 @@
-"""Choose the default image-feature config (context rings, larger windows) by nested CV.
+"""Choose a feature default (image context, or the gene encoder) by nested CV.
 
 Usage::
 
     GENESHOT_DATA=/path/to/data python scripts/choose_features.py --csv choose_features.csv
+    python scripts/choose_features.py --what gene-encoder --csv choose_gene_encoder.csv
 
 For each outer leave-one-section-out fold over the imaged HER2+ sections (C2-C6), an
 inner leave-one-section-out over ITS training sections only scores every candidate
@@ -15,7 +16,10 @@ through :func:`geneshot.workflow.train_model`, exactly as the benchmark trains t
 - ``ridge``, setting ``supervised`` (PCA + ridge on the unseen genes: the ceiling);
 - ``depth``, setting ``zero-shot`` (one per-spot value from the seen genes: the control).
 
-The selection score is the mean of the two. Every prepared input comes from the geneshot
+The selection score is the mean of the two. With ``--what gene-encoder`` the candidates
+are the registered gene encoders (on the default image features) and the models the two
+closed-form zero-shot baselines that read nothing but the gene vectors and the seen genes'
+image fits: ``text-knn`` and ``gene-kernel``. Every prepared input comes from the geneshot
 cache and every fold's scores are kept in ``--scores`` (JSON), so a rerun only fits what
 is missing. Prints a markdown table (inner means, picks, outer scores, seconds per
 candidate) and writes the long table to ``--csv``.
@@ -50,6 +54,10 @@ CANDIDATES: dict[str, dict] = {
     "fov3": {"fov_um": (224.0, 448.0, 896.0)},
 }
 MODELS = {"ridge": "supervised", "depth": "zero-shot"}
+GENE_CANDIDATES: dict[str, dict] = {
+    name: {"gene_encoder": name} for name in ("description", "go-tokens", "description+go-tokens")
+}
+GENE_MODELS = {"text-knn": "zero-shot", "gene-kernel": "zero-shot"}
 
 
 def score_fold(
@@ -59,16 +67,17 @@ def score_fold(
     config: FeatureConfig,
     cache: Cache,
     split_memo: dict,
+    models: dict[str, str],
 ) -> dict[str, float]:
     """Per-section PCC@M on ``test`` of each model trained on ``train`` with ``config``."""
     tr = [prepared[s] for s in train]
-    key = tuple(train)
-    if key not in split_memo:  # the gene split depends on counts only, not on the features
+    key = (tuple(train), config.gene_encoder)
+    if key not in split_memo:  # the gene split depends on counts only, not on the image features
         split_memo[key] = split_and_describe(tr, config, cache=cache, progress=False)
     split, genes = split_memo[key]
     target = TargetTransform.fit([s.adata for s in tr], "libsize")
     out = {}
-    for name, setting in MODELS.items():
+    for name, setting in models.items():
         model = train_model(name, setting, tr, genes, split, target, config, progress=False)
         summary, *_ = evaluate(model, [prepared[test]], genes, split.unseen)
         out[name] = float(summary["per_section"]["pcc_m"])
@@ -81,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         "--data", type=Path, default=None, help="her2st folder (default: $GENESHOT_DATA/her2st)"
     )
     ap.add_argument(
-        "--candidates", default=",".join(CANDIDATES), help="comma-separated candidate names"
+        "--what",
+        choices=["features", "gene-encoder"],
+        default="features",
+        help="choose the image-feature config or the gene encoder",
     )
+    ap.add_argument("--candidates", default=None, help="comma-separated candidate names")
     ap.add_argument("--csv", type=Path, default=Path("choose_features.csv"))
     ap.add_argument(
         "--scores",
@@ -94,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data or Path(os.environ.get("GENESHOT_DATA", "")) / "her2st"
     if not data.is_dir():
         sys.exit(f"{data}: no her2st folder; pass --data or set GENESHOT_DATA")
-    names = args.candidates.split(",")
+    global CANDIDATES, MODELS
+    if args.what == "gene-encoder":
+        CANDIDATES, MODELS = GENE_CANDIDATES, GENE_MODELS
+    names = args.candidates.split(",") if args.candidates else list(CANDIDATES)
     unknown = sorted(set(names) - set(CANDIDATES))
     if unknown:
         sys.exit(f"unknown candidates {unknown}; use {list(CANDIDATES)}")
@@ -124,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 k = f"{cand}|{','.join(train)}|{test}"
                 if k not in scores:
                     t1 = time.perf_counter()
-                    scores[k] = score_fold(prepared, train, test, config, cache, split_memo)
+                    scores[k] = score_fold(prepared, train, test, config, cache, split_memo, MODELS)
                     scores[k]["seconds"] = time.perf_counter() - t1
                     args.scores.write_text(json.dumps(scores, indent=1))
                 kind = "outer" if test == o else "inner"
@@ -163,32 +179,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "| outer test | "
-        + " | ".join(f"inner {c} (ridge / depth)" for c in names)
-        + " | pick | outer ridge | outer depth |"
+        + " | ".join(f"inner {c} ({' / '.join(MODELS)})" for c in names)
+        + " | pick | "
+        + " | ".join(f"outer {m}" for m in MODELS)
+        + " |"
     )
-    print("|---|" + "---:|" * len(names) + "---|---:|---:|")
+    print("|---|" + "---:|" * len(names) + "---|" + "---:|" * len(MODELS))
     for o in SECTIONS:
-        cells = [
-            f"{inner.loc[(o, c), 'ridge']:.3f} / {inner.loc[(o, c), 'depth']:.3f}" for c in names
-        ]
+        cells = [" / ".join(f"{inner.loc[(o, c), m]:.3f}" for m in MODELS) for c in names]
         p = picks[o]
         print(
             f"| {o} | "
             + " | ".join(cells)
-            + f" | **{p}** | {outer.loc[(o, p), 'ridge']:.3f} | {outer.loc[(o, p), 'depth']:.3f} |"
+            + f" | **{p}** | "
+            + " | ".join(f"{outer.loc[(o, p), m]:.3f}" for m in MODELS)
+            + " |"
         )
     picked = np.array([[outer.loc[(o, picks[o]), m] for m in MODELS] for o in SECTIONS])
     print(
-        f"\nouter score of the picked configs (mean over folds): ridge {picked[:, 0].mean():.3f}, depth {picked[:, 1].mean():.3f}"
+        "\nouter score of the picked configs (mean over folds): "
+        + ", ".join(f"{m} {picked[:, j].mean():.3f}" for j, m in enumerate(MODELS))
     )
     print(
-        "\n| candidate | dims | outer ridge (mean) | outer depth (mean) | seconds of the 25 folds x 2 fits (NaN: read from --scores) |"
+        "\n| candidate | dims | "
+        + " | ".join(f"outer {m} (mean)" for m in MODELS)
+        + " | seconds of the 25 folds x 2 fits (NaN: read from --scores) |"
     )
-    print("|---|---:|---:|---:|---:|")
+    print("|---|---:|" + "---:|" * len(MODELS) + "---:|")
     for c in names:
         r = outer.xs(c, level="candidate")
         print(
-            f"| {c} | {dims[c]} | {r['ridge'].mean():.3f} | {r['depth'].mean():.3f} | {fit_s[c]:.0f} |"
+            f"| {c} | {dims[c]} | "
+            + " | ".join(f"{r[m].mean():.3f}" for m in MODELS)
+            + f" | {fit_s[c]:.0f} |"
         )
     # most outer folds; a tie goes to the best inner selection score averaged over the outer
     # folds (inner data only, never an outer test score)
@@ -197,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     default = max(votes, key=lambda c: (votes[c], inner_mean[c]))
     print(f"\npicks per outer fold: {picks}")
     print(
-        "inner selection score (mean of ridge and depth), mean over outer folds: "
+        f"inner selection score (mean of {' and '.join(MODELS)}), mean over outer folds: "
         + ", ".join(f"{c} {inner_mean[c]:.4f}" for c in names)
     )
     print(

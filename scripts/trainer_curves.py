@@ -77,6 +77,11 @@ def main() -> None:
     )
     ap.add_argument("--train", default="{}", help="JSON train config overrides for every variant")
     ap.add_argument("--controls", default="depth,text-knn,gene-kernel")
+    ap.add_argument(
+        "--features",
+        default="{}",
+        help='JSON FeatureConfig overrides, e.g. {"gene_encoder": "go-tokens"}',
+    )
     ap.add_argument("--threads", type=int, default=int(os.environ.get("NT", "2")))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -86,7 +91,7 @@ def main() -> None:
             f"{sorted(TEST_SECTIONS & set(ids))} are benchmark test sections; use training sections only"
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    features, cache = FeatureConfig(), Cache()
+    features, cache = FeatureConfig(**json.loads(args.features)), Cache()
     secs = load_sections(
         "her2st",
         os.path.join(os.environ["GENESHOT_DATA"], "her2st"),

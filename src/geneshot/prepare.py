@@ -27,7 +27,7 @@ IMAGE_FEATURES_VERSION = "image-features-v1"
 CONTEXT_ON = ("all", "patch")
 # FeatureConfig keys added after runs were first saved, with the value that reproduces those
 # runs' features; a saved contract without a key means this value, not today's default
-FEATURES_OFF = {"fov_um": [], "context_um": [], "context_on": "all"}
+FEATURES_OFF = {"fov_um": [], "context_um": [], "context_on": "all", "gene_encoder": "description"}
 
 
 @dataclass
@@ -101,6 +101,8 @@ class FeatureConfig:
     patch_px: int = DEFAULT_PATCH_PX
     stain: str | None = None
     text_encoder: str = "minilm"
+    # how a gene becomes tokens + pooled vector (geneshot.encoders.gene.GENE_ENCODERS)
+    gene_encoder: str = "description"
     gene_text_source: str | None = None  # None = shipped knowledge base; else a JSON/TSV file
     # defaults chosen by nested CV on HER2+ (scripts/choose_features.py); () = none
     fov_um: tuple[float, ...] = (224.0, 448.0)  # larger windows around each spot (µm)
@@ -119,6 +121,14 @@ class FeatureConfig:
                 "give window sizes in µm, e.g. fov_um: [224, 448], or [] for none",
             )
         self.context_um = check_ring_edges(self.context_um or ())
+        from geneshot.encoders.gene import GENE_ENCODERS
+
+        if self.gene_encoder not in GENE_ENCODERS:
+            raise InputError(
+                None,
+                f"gene_encoder {self.gene_encoder!r} is not a registered gene encoder",
+                f"use one of: {', '.join(GENE_ENCODERS)}",
+            )
         if self.context_on not in CONTEXT_ON:
             raise InputError(
                 None,
@@ -329,7 +339,8 @@ def prepare_genes(
     missing
         Genes without annotation: ``"symbol"`` (described by symbol alone) or ``"drop"``.
     """
-    from geneshot.encoders import create_text_encoder, encode_gene_texts
+    from geneshot.encoders import create_text_encoder
+    from geneshot.encoders.gene import encode_genes
     from geneshot.genes import describe_genes
 
     config = config or FeatureConfig()
@@ -337,12 +348,16 @@ def prepare_genes(
     texts, report = describe_genes(list(symbols), source=config.gene_text_source, missing=missing)
     if extra_descriptions:
         texts.update(extra_descriptions)
-    keep = [s for s in symbols if s in texts]
-    # encode_gene_texts caches the whole set and each text; the model loads only on a miss
-    syms, emb = encode_gene_texts(
+    keep = [s for s in dict.fromkeys(symbols) if s in texts]
+    user_given = set(getattr(report, "from_source", ())) | set(extra_descriptions or ())
+    syms = list(keep)
+    # the text encoder loads only when some text or term is not cached yet
+    emb = encode_genes(
+        config.gene_encoder,
         create_text_encoder(config.text_encoder),
         {s: texts[s] for s in keep},
         cache,
+        described=[s for s in keep if s in user_given],
         progress=progress,
     )
     return PreparedGenes(
@@ -351,7 +366,7 @@ def prepare_genes(
         pooled=emb.pooled,
         tokens=emb.tokens,
         mask=emb.mask,
-        encoder=config.text_encoder,
+        encoder=f"{config.gene_encoder}/{config.text_encoder}",
         report=report if isinstance(report, dict) else {"report": str(report)},
     )
 

@@ -142,7 +142,14 @@ def _image_encoders() -> list[str]:
     return list(IMAGE_ENCODERS)
 
 
+def _gene_encoders() -> list[str]:
+    from geneshot.encoders.gene import GENE_ENCODERS
+
+    return list(GENE_ENCODERS)
+
+
 DATASET_CHOICE = LazyChoice(_datasets)
+GENE_ENCODER_CHOICE = LazyChoice(_gene_encoders)
 MODEL_CHOICE = LazyChoice(_models)
 IMAGE_ENCODER_CHOICE = LazyChoice(_image_encoders)
 

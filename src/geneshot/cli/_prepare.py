@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from geneshot.cli._main import (
+    GENE_ENCODER_CHOICE,
     IMAGE_ENCODER_CHOICE,
     TextEncoderType,
     cache_option,
@@ -67,6 +68,13 @@ def feature_options(f):
             help="Gene-text encoder: a registered one (see `geneshot encoders`) or hf:<model id>.",
         ),
         click.option(
+            "--gene-encoder",
+            type=GENE_ENCODER_CHOICE,
+            default=None,
+            help="How a gene becomes model input: its description, its annotation terms as "
+            "tokens (go-tokens) or both (default: the package default; see `geneshot encoders`).",
+        ),
+        click.option(
             "--gene-texts",
             type=click.Path(dir_okay=False, path_type=Path),
             default=None,
@@ -93,6 +101,7 @@ def feature_config_from(kw: dict):
         text_encoder=kw["text_encoder"],
         gene_text_source=str(kw["gene_texts"]) if kw.get("gene_texts") else None,
         **{k: v for k, v in windows.items() if v is not None},
+        **({"gene_encoder": kw["gene_encoder"]} if kw.get("gene_encoder") else {}),
     )
 
 
@@ -201,7 +210,8 @@ def prepare_cmd(data, dataset, sections, n_genes, out, cache_dir, **kw) -> None:
 
 @main.command("encoders")
 def encoders_cmd() -> None:
-    """List registered image and text encoders (hub entries need `pip install geneshot[foundation]`)."""
+    """List registered image, text and gene encoders (hub entries need `pip install geneshot[foundation]`)."""
+    from geneshot.encoders.gene import GENE_ENCODERS
     from geneshot.encoders.image import IMAGE_ENCODERS
     from geneshot.encoders.text import TEXT_ENCODERS
 
@@ -214,3 +224,6 @@ def encoders_cmd() -> None:
     for name in TEXT_ENCODERS:
         click.echo(f"  {name}")
     click.echo("  hf:<model id>  any Hugging Face / sentence-transformers model")
+    click.echo("gene encoders (run on the text encoder):")
+    for name, gspec in GENE_ENCODERS.items():
+        click.echo(f"  {name:<22} {gspec.description}")

@@ -104,3 +104,44 @@ def encode_gene_texts(
     if len(take) == len(unique) and np.array_equal(take, np.arange(len(unique))):
         return symbols, emb
     return symbols, TextEmbeddings(emb.pooled[take], emb.tokens[take], emb.mask[take])
+
+
+_NS_SENTENCE = "sentence-embeddings"  # one growing store per encoder, pooled vectors only
+
+
+def encode_sentences(
+    encoder: TextEncoder,
+    sentences: list[str],
+    cache: Cache,
+    progress: bool = False,
+    batch_size: int = 128,
+) -> np.ndarray:
+    """Pooled embeddings of short texts (e.g. GO term names), ``(n, D) float32``, cached.
+
+    Only sentence vectors are kept (no token states), in one store per encoder that grows
+    with every new text: the gene sets of benchmark folds differ but share most of their
+    terms, so a fold reads one file and encodes only the terms it adds. The store is
+    replaced atomically; two processes adding at once may drop each other's additions,
+    which costs a re-encoding later, never a wrong vector (rows are keyed by text hash).
+    """
+    if not sentences:
+        return np.zeros((0, encoder.dim), np.float32)
+    key = {"enc": encoder.cache_key, "store": 1}
+    path = cache.path(_NS_SENTENCE, key)
+    known: dict[str, np.ndarray] = {}
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                known = dict(zip(z["hashes"].tolist(), z["pooled"]))
+        except (OSError, ValueError, EOFError, KeyError):
+            path.unlink(missing_ok=True)
+    hashes = [text_hash(t) for t in sentences]
+    todo = sorted({h: t for h, t in zip(hashes, sentences) if h not in known}.items())
+    cache._count(_NS_SENTENCE, hit=not todo)
+    if todo:
+        emb = encoder.encode([t for _, t in todo], batch_size=batch_size, progress=progress)
+        known.update(zip([h for h, _ in todo], emb.pooled.astype(np.float32)))
+        save_npz_atomic(
+            path, {"hashes": np.array(list(known)), "pooled": np.stack(list(known.values()))}
+        )
+    return np.stack([known[h] for h in hashes]).astype(np.float32)

@@ -14,7 +14,7 @@ from geneshot.models._estimators import (
 )
 from geneshot.models._graph import knn_edges, near_edges, spatial_edges, spot_edges
 from geneshot.models._inputs import GeneInputs, SlideInputs
-from geneshot.models._losses import mse_pcc_loss, pearson_loss
+from geneshot.models._losses import gene_specific_loss, mse_pcc_loss, pearson_loss
 from geneshot.models._reference import RefImputeEstimator
 from geneshot.models._registry import MODELS, ModelSpec, create_model, default_config, list_models
 from geneshot.models._sgn import SGN, SGN_DEFAULTS
@@ -42,6 +42,7 @@ __all__ = [
     "default_config",
     "knn_edges",
     "list_models",
+    "gene_specific_loss",
     "mse_pcc_loss",
     "near_edges",
     "pearson_loss",

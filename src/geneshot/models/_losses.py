@@ -30,3 +30,17 @@ def mse_pcc_loss(pred: torch.Tensor, target: torch.Tensor, pcc_weight: float = 0
     """``MSE + pcc_weight * (1 - mean per-gene PCC)`` (paper-notes §3.4, §2.6)."""
     pcc = pearson_loss(pred, target)  # checks shapes
     return torch.mean((pred - target) ** 2) + pcc_weight * pcc
+
+
+def gene_specific_loss(
+    pred: torch.Tensor, target: torch.Tensor, pcc_weight: float = 0.5
+) -> torch.Tensor:
+    """:func:`mse_pcc_loss` after removing each spot's mean over the genes of the step.
+
+    The shared per-spot pattern (what the depth control predicts) scores nothing here, so
+    this term rewards only what tells one gene from another: gene vectors that all point
+    the same way, the collapse seen with the plain loss, gain nothing from it.
+    """
+    return mse_pcc_loss(
+        pred - pred.mean(1, keepdim=True), target - target.mean(1, keepdim=True), pcc_weight
+    )

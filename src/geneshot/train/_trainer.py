@@ -26,7 +26,7 @@ import torch
 
 from geneshot._progress import progress_bar
 from geneshot.data import validation_split, validation_spot_mask
-from geneshot.models import GeneInputs, mse_pcc_loss
+from geneshot.models import GeneInputs, gene_specific_loss, mse_pcc_loss
 from geneshot.train._distributed import (
     all_reduce_grads,
     average_buffers,
@@ -112,7 +112,6 @@ def fit_torch(
     group = tc.slides_per_step or len(fit_slides)
     group = int(math.ceil(max(group, world) / world) * world)
     if world > 1:
-
         broadcast_params(mod)
     val_ctx = None
     if gm.setting == "zero-shot":
@@ -151,17 +150,20 @@ def fit_torch(
                     continue
                 m = masks[i]
                 pred = mod(slides[i], out_genes, ctx)
-                loss = mse_pcc_loss(pred[m], ys[i][m][:, cols], tc.pcc_weight)
+                target = ys[i][m][:, cols]
+                loss = mse_pcc_loss(pred[m], target, tc.pcc_weight)
+                if tc.gene_specific_weight:
+                    loss = loss + tc.gene_specific_weight * gene_specific_loss(
+                        pred[m], target, tc.pcc_weight
+                    )
                 (loss / len(step)).backward()
                 losses.append(loss.item())
             if world > 1:
-
                 all_reduce_grads(mod)
             if tc.grad_clip:
                 torch.nn.utils.clip_grad_norm_(mod.parameters(), tc.grad_clip)
             opt.step()
         if world > 1:
-
             # identical BatchNorm statistics -> identical validation on all ranks
             average_buffers(mod)
         t2 = time.perf_counter()
