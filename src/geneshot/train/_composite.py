@@ -28,9 +28,7 @@ log = logging.getLogger(__name__)
 RESIDUAL_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 
 
-def _cross_fitted(
-    base_name: str, config: dict, slides, ys: list[np.ndarray], gin, extra: dict
-) -> list[np.ndarray]:
+def _cross_fitted(base_name: str, config: dict, slides, ys: list[np.ndarray], gin, extra: dict) -> list[np.ndarray]:
     """Each training section predicted by a base fitted on the other training sections."""
     out = []
     for i in range(len(slides)):
@@ -41,9 +39,7 @@ def _cross_fitted(
     return out
 
 
-def fit_composite(
-    gm, slides, ys, genes, seen: list[str], names: list[str], device, progress: bool, reference
-) -> None:
+def fit_composite(gm, slides, ys, genes, seen: list[str], names: list[str], device, progress: bool, reference) -> None:
     """Fit ``gm.base`` on all sections, then ``gm.module`` on cross-fitted residuals; choose the weight."""
     from geneshot.train._trainer import fit_torch
 
@@ -78,11 +74,7 @@ def _choose_weight(gm, slides, ys: list[np.ndarray], oof: list[np.ndarray], gin,
     mod = gm.module.eval()
     out_genes = gin.select(torch.from_numpy(val_genes)).to(device)
     ctx_idx = np.setdiff1d(np.arange(gin.n_genes), val_genes)
-    ctx = (
-        gin.select(torch.from_numpy(ctx_idx)).to(device)
-        if gm.setting == "zero-shot" and len(ctx_idx)
-        else None
-    )
+    ctx = gin.select(torch.from_numpy(ctx_idx)).to(device) if gm.setting == "zero-shot" and len(ctx_idx) else None
     scores = {w: [] for w in RESIDUAL_WEIGHTS}
     for i in val_slides:
         res = mod(slides[i].to(device), out_genes, ctx).cpu().numpy()
@@ -91,18 +83,8 @@ def _choose_weight(gm, slides, ys: list[np.ndarray], oof: list[np.ndarray], gin,
             scores[w].append(np.nanmean(per_gene_pearson(y, b + w * res)))
     means = {w: float(np.mean(v)) for w, v in scores.items()}
     best = max(RESIDUAL_WEIGHTS, key=lambda w: (round(means[w], 4), -w))  # ties: the smaller weight
-    gm.history.append(
-        {
-            "residual_weight_scores": {str(w): round(s, 4) for w, s in means.items()},
-            "residual_weight": best,
-        }
-    )
-    log.info(
-        "%s: residual weight %.2f chosen on validation (PCC %s)",
-        gm.name,
-        best,
-        {w: round(s, 3) for w, s in means.items()},
-    )
+    gm.history.append({"residual_weight_scores": {str(w): round(s, 4) for w, s in means.items()}, "residual_weight": best})
+    log.info("%s: residual weight %.2f chosen on validation (PCC %s)", gm.name, best, {w: round(s, 3) for w, s in means.items()})
     return float(best)
 
 

@@ -62,28 +62,12 @@ class DataContract:
 
         return cls(**{**d, "features": {**FEATURES_OFF, **d["features"]}})
 
-    def check_arrays(
-        self, image: np.ndarray, nuclei: np.ndarray | None, text_dim: int, source: str | None = None
-    ) -> None:
+    def check_arrays(self, image: np.ndarray, nuclei: np.ndarray | None, text_dim: int, source: str | None = None) -> None:
         """Raise unless array shapes match the trained weights."""
         if image.shape[1] != self.image_dim:
-            raise InputError(
-                source,
-                f"image features have {image.shape[1]} dimensions, the model expects {self.image_dim}",
-                f"use image encoder {self.features.get('image_encoder')!r}",
-            )
-        if self.nuclei_shape is not None and (
-            nuclei is None or list(nuclei.shape[1:]) != self.nuclei_shape
-        ):
+            raise InputError(source, f"image features have {image.shape[1]} dimensions, the model expects {self.image_dim}", f"use image encoder {self.features.get('image_encoder')!r}")
+        if self.nuclei_shape is not None and (nuclei is None or list(nuclei.shape[1:]) != self.nuclei_shape):
             got = None if nuclei is None else list(nuclei.shape[1:])
-            raise InputError(
-                source,
-                f"nuclei maps have shape {got}, the model expects {self.nuclei_shape}",
-                "prepare with --nuclei and the same nuclei settings",
-            )
+            raise InputError(source, f"nuclei maps have shape {got}, the model expects {self.nuclei_shape}", "prepare with --nuclei and the same nuclei settings")
         if text_dim != self.text_dim:
-            raise InputError(
-                source,
-                f"gene text embeddings have {text_dim} dimensions, the model expects {self.text_dim}",
-                f"use text encoder {self.features.get('text_encoder')!r}",
-            )
+            raise InputError(source, f"gene text embeddings have {text_dim} dimensions, the model expects {self.text_dim}", f"use text encoder {self.features.get('text_encoder')!r}")

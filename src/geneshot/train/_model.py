@@ -80,22 +80,16 @@ class TrainConfig:
     # (models._losses.gene_specific_loss); 0 = the plain loss only
     gene_specific_weight: float = 0.0
     patience: int = 8
-    val_strategy: str = (
-        "section"  # hold out a whole training section ("section") or spots ("spots")
-    )
+    val_strategy: str = "section"  # hold out a whole training section ("section") or spots ("spots")
     val_frac: float = 0.2  # share of training sections held out (at least one)
-    val_spot_frac: float = (
-        0.2  # spots held out per section when val_strategy="spots" or one section
-    )
+    val_spot_frac: float = 0.2  # spots held out per section when val_strategy="spots" or one section
     n_val_genes: int = 150  # zero-shot: seen genes held out of training, for model selection
     val_context: int = 256  # zero-shot validation: training genes joining the gene graph
     seed: int = 0
     grad_clip: float = 1.0
     slides_per_step: int = 0  # 0 = all training sections; with torchrun, at least the world size
     gene_sampling: str = "signal"  # "signal": genes drawn with weight ~ spatial signal; "uniform"
-    select_on: str = (
-        "gene_specific"  # model selection on gene-specific ("gene_specific") or plain ("pcc") PCC
-    )
+    select_on: str = "gene_specific"  # model selection on gene-specific ("gene_specific") or plain ("pcc") PCC
 
     def to_dict(self) -> dict:
         """Plain dict."""
@@ -160,31 +154,19 @@ class GeneshotModel:
         Overrides of the model's default config.
     """
 
-    def __init__(
-        self,
-        model: str = "align-st",
-        setting: str = "zero-shot",
-        train_config: dict | None = None,
-        **model_config,
-    ) -> None:
+    def __init__(self, model: str = "align-st", setting: str = "zero-shot", train_config: dict | None = None, **model_config) -> None:
         if model not in MODELS:
             raise InputError(None, f"unknown model {model!r}", f"use one of: {', '.join(MODELS)}")
         if setting not in SETTINGS:
             raise InputError(None, f"unknown setting {setting!r}", "use zero-shot or supervised")
         spec = MODELS[model]
         if setting == "zero-shot" and not spec.zero_shot:
-            raise InputError(
-                None,
-                f"model {model!r} cannot predict unseen genes",
-                "use --setting supervised, or a zero-shot model",
-            )
+            raise InputError(None, f"model {model!r} cannot predict unseen genes", "use --setting supervised, or a zero-shot model")
         self.name = model
         self.setting = setting
         self.spec = spec
         self.model_config = {**copy.deepcopy(spec.defaults), **model_config}
-        self.train_config = TrainConfig(
-            **{**MODEL_TRAIN_DEFAULTS.get(model, {}), **(train_config or {})}
-        )
+        self.train_config = TrainConfig(**{**MODEL_TRAIN_DEFAULTS.get(model, {}), **(train_config or {})})
         self.module = None
         self.contract: DataContract | None = None
         self.history: list[dict] = []
@@ -198,9 +180,7 @@ class GeneshotModel:
     # ------------------------------------------------------------------ inputs
     def _slide(self, s: PreparedSection) -> SlideInputs:
         c = self.contract
-        img = (s.image - np.asarray(c.feature_mean, np.float32)) / np.asarray(
-            c.feature_std, np.float32
-        )
+        img = (s.image - np.asarray(c.feature_mean, np.float32)) / np.asarray(c.feature_std, np.float32)
         nuc = None
         if c.nuclei_shape is not None:
             nuc = torch.from_numpy(np.asarray(s.nuclei, np.float32))
@@ -214,18 +194,12 @@ class GeneshotModel:
             # no array grid (e.g. a plain AnnData): neighbours from the spot centres instead,
             # since grid distances between -1 indices would link arbitrary spots
             near = spatial_edges(s.adata.obsm[Key.SPATIAL], self.model_config.get("near_max", 8))
-        return SlideInputs(
-            torch.from_numpy(img.astype(np.float32)), nuc, torch.from_numpy(grid), near
-        )
+        return SlideInputs(torch.from_numpy(img.astype(np.float32)), nuc, torch.from_numpy(grid), near)
 
     def _genes(self, genes: PreparedGenes, names: Sequence[str]) -> GeneInputs:
         missing = [g for g in names if g not in genes.texts]
         if missing:
-            raise InputError(
-                None,
-                f"{len(missing)} genes have no description (e.g. {', '.join(missing[:5])})",
-                "give descriptions (--describe GENE=TEXT or --gene-texts FILE)",
-            )
+            raise InputError(None, f"{len(missing)} genes have no description (e.g. {', '.join(missing[:5])})", "give descriptions (--describe GENE=TEXT or --gene-texts FILE)")
         src = list(names)
         if self.text_permutation is not None:
             # permuted-text control: each gene reads another gene's description
@@ -289,32 +263,18 @@ class GeneshotModel:
         tc = self.train_config
         leak = set(seen_genes) & set(unseen_genes)
         if leak:
-            raise InputError(
-                None,
-                f"{len(leak)} genes are both seen and unseen (e.g. {sorted(leak)[:3]})",
-                "the gene split must be disjoint",
-            )
+            raise InputError(None, f"{len(leak)} genes are both seen and unseen (e.g. {sorted(leak)[:3]})", "the gene split must be disjoint")
         if self.spec.needs_reference and reference is None:
-            raise InputError(
-                None,
-                f"model {self.name!r} needs a reference expression matrix",
-                "pass --reference REF.h5ad (raw counts of other samples of the tissue)",
-            )
+            raise InputError(None, f"model {self.name!r} needs a reference expression matrix", "pass --reference REF.h5ad (raw counts of other samples of the tissue)")
         if reference is not None:
             shared = sorted({s.name for s in sections} & {str(x) for x in reference.samples})
             if shared:
-                raise InputError(
-                    reference.source,
-                    f"the reference holds spots of training section(s) {', '.join(shared)}",
-                    "build the reference from other patients' samples only",
-                )
+                raise InputError(reference.source, f"the reference holds spots of training section(s) {', '.join(shared)}", "build the reference from other patients' samples only")
         image_all = np.concatenate([s.image for s in sections])
         nuc0 = sections[0].nuclei
         # torch models read the nuclei maps through NDAIFE; estimators when asked (use_nuclei)
         use_nuclei = nuc0 is not None and (
-            self.model_config.get("use_ndaife", True)
-            if self.spec.kind == "torch"
-            else bool(self.model_config.get("use_nuclei"))
+            self.model_config.get("use_ndaife", True) if self.spec.kind == "torch" else bool(self.model_config.get("use_nuclei"))
         )
         self.contract = DataContract(
             features=dict(features),
@@ -327,19 +287,11 @@ class GeneshotModel:
             feature_mean=image_all.mean(0).tolist(),
             feature_std=_std(image_all).tolist(),
             targets={
-                kind: (
-                    target
-                    if kind == target.kind
-                    else TargetTransform.fit([s.adata for s in sections], kind)
-                )
-                .subset(list(seen_genes) + list(unseen_genes))
-                .to_dict()
+                kind: (target if kind == target.kind else TargetTransform.fit([s.adata for s in sections], kind)).subset(list(seen_genes) + list(unseen_genes)).to_dict()
                 for kind in TARGET_KINDS
             },
             train_sections=[s.name for s in sections],
-            reference=reference.describe()
-            if reference is not None and self.spec.needs_reference
-            else None,
+            reference=reference.describe() if reference is not None and self.spec.needs_reference else None,
         )
         if self.model_config.get("permute_text"):
             rng = np.random.default_rng(self.model_config.get("permute_seed", 0))
@@ -358,35 +310,19 @@ class GeneshotModel:
         if self.spec.kind == "estimator":
             self.module = create_model(self.name, **self.model_config)
             extra = {"reference": reference} if self.spec.needs_reference else {}
-            self.module.fit(
-                slides, [y.numpy() for y in ys], self._genes(genes, seen_genes), **extra
-            )
+            self.module.fit(slides, [y.numpy() for y in ys], self._genes(genes, seen_genes), **extra)
             self.history = [{"fit_s": round(time.perf_counter() - t0, 2)}]
             return self
         device = _device(accelerator)
         if self.model_config.get("gene_memory"):
-            self.model_config["gene_memory"] = len(
-                self.contract.seen_genes
-            )  # one slot per seen gene
+            self.model_config["gene_memory"] = len(self.contract.seen_genes)  # one slot per seen gene
         self.module = create_model(self.name, **{**self.model_config, **self._dims()})
         if self.spec.base:
             from geneshot.train._composite import fit_composite
 
-            fit_composite(
-                self,
-                slides,
-                ys,
-                genes,
-                list(seen_genes),
-                [s.name for s in sections],
-                device,
-                progress,
-                reference,
-            )
+            fit_composite(self, slides, ys, genes, list(seen_genes), [s.name for s in sections], device, progress, reference)
         else:
-            self._fit_torch(
-                slides, ys, genes, list(seen_genes), device, progress, [s.name for s in sections]
-            )
+            self._fit_torch(slides, ys, genes, list(seen_genes), device, progress, [s.name for s in sections])
         self.history.append({"train_s": round(time.perf_counter() - t0, 2)})
         return self
 
@@ -398,16 +334,7 @@ class GeneshotModel:
             dims["nuclei_size"] = c.nuclei_shape[1]
         return {k: v for k, v in dims.items() if k in self.spec.defaults}
 
-    def _fit_torch(
-        self,
-        slides,
-        ys,
-        genes: PreparedGenes,
-        seen: list[str],
-        device,
-        progress: bool,
-        names: list[str] | None = None,
-    ) -> None:
+    def _fit_torch(self, slides, ys, genes: PreparedGenes, seen: list[str], device, progress: bool, names: list[str] | None = None) -> None:
         """The trainer (:func:`geneshot.train._trainer.fit_torch`): steps, validation, selection."""
         from geneshot.train._trainer import fit_torch
 
@@ -436,22 +363,14 @@ class GeneshotModel:
         the ratio and the shrinkage used.
         """
         if self.module is None or self.contract is None:
-            raise InputError(
-                None, "model is not trained", "call train() or GeneshotModel.load(RUN_DIR)"
-            )
-        self.contract.check_arrays(
-            section.image, section.nuclei, int(genes.pooled.shape[1]), section.name
-        )
+            raise InputError(None, "model is not trained", "call train() or GeneshotModel.load(RUN_DIR)")
+        self.contract.check_arrays(section.image, section.nuclei, int(genes.pooled.shape[1]), section.name)
         slide = self._slide(section)
         gin = self._genes(genes, names)
         if self.spec.kind == "estimator":
-            return self._shrunk(
-                section, slide, np.asarray(self.module.predict(slide, gin), np.float32), shrink
-            )
+            return self._shrunk(section, slide, np.asarray(self.module.predict(slide, gin), np.float32), shrink)
         if context is None:
-            context = [
-                g for g in self.contract.seen_genes if g not in set(names) and g in genes.texts
-            ]
+            context = [g for g in self.contract.seen_genes if g not in set(names) and g in genes.texts]
         ctx = self._genes(genes, context) if (context and self.setting == "zero-shot") else None
         if self.spec.base:
             from geneshot.train._composite import predict_composite
@@ -461,32 +380,17 @@ class GeneshotModel:
         out = self.module(slide, gin, ctx)
         return self._shrunk(section, slide, out.cpu().numpy().astype(np.float32), shrink)
 
-    def _shrunk(
-        self, section: PreparedSection, slide: SlideInputs, pred: np.ndarray, shrink: float | None
-    ) -> np.ndarray:
+    def _shrunk(self, section: PreparedSection, slide: SlideInputs, pred: np.ndarray, shrink: float | None) -> np.ndarray:
         """Lean toward the common pattern as far as the section's image features have shifted."""
         if self.common is None:
             self.last_shift = {}
             return pred
         feats = slide.image.cpu().numpy()
         ratio = shift_ratio(self.shift, feats) if self.shift is not None else float("nan")
-        weight = (
-            float(shrink)
-            if shrink is not None
-            else (shrink_weight(ratio) if self.shift is not None else 0.0)
-        )
-        self.last_shift = {
-            "section": section.name,
-            "ratio": round(ratio, 4),
-            "shrink": round(weight, 4),
-        }
+        weight = float(shrink) if shrink is not None else (shrink_weight(ratio) if self.shift is not None else 0.0)
+        self.last_shift = {"section": section.name, "ratio": round(ratio, 4), "shrink": round(weight, 4)}
         if weight:
-            log.info(
-                "%s: shift ratio %.2f -> shrink %.2f toward the common pattern",
-                section.name,
-                ratio,
-                weight,
-            )
+            log.info("%s: shift ratio %.2f -> shrink %.2f toward the common pattern", section.name, ratio, weight)
         return shrink_toward_common(pred, self.common.predict(feats), weight)
 
     # ------------------------------------------------------------------ persistence
@@ -515,10 +419,7 @@ class GeneshotModel:
             with atomic_path(run_dir / BASE_FILE) as tmp, open(tmp, "wb") as fh:
                 pickle.dump(self.base, fh)
         if self.common is not None:
-            arrays = {
-                **self.common.to_arrays(),
-                **(self.shift.to_arrays() if self.shift is not None else {}),
-            }
+            arrays = {**self.common.to_arrays(), **(self.shift.to_arrays() if self.shift is not None else {})}
             save_npz_atomic(run_dir / SHIFT_FILE, arrays)
         with atomic_path(run_dir / "run.json") as tmp:
             tmp.write_text(json.dumps(meta, indent=1))
@@ -539,22 +440,14 @@ class GeneshotModel:
         run_dir = Path(run_dir)
         meta_path, weights = run_dir / "run.json", run_dir / "weights.pt"
         if not meta_path.is_file() or not weights.is_file():
-            raise InputError(
-                run_dir,
-                "not a geneshot run folder (run.json / weights.pt missing)",
-                "pass the --out folder of `geneshot train`",
-            )
+            raise InputError(run_dir, "not a geneshot run folder (run.json / weights.pt missing)", "pass the --out folder of `geneshot train`")
         meta = read_run_file(meta_path)
         try:
             self = cls(meta["model"], meta["setting"], meta["train_config"], **meta["model_config"])
             self.contract = DataContract.from_dict(meta["contract"])
         except (InputError, TypeError, AttributeError) as err:
             problem = err.problem if isinstance(err, InputError) else str(err)
-            raise InputError(
-                meta_path,
-                f"run file does not describe a model this geneshot can build ({problem})",
-                RETRAIN,
-            ) from None
+            raise InputError(meta_path, f"run file does not describe a model this geneshot can build ({problem})", RETRAIN) from None
         self.history = meta.get("history", [])
         self.text_permutation = meta.get("text_permutation")
         if self.spec.kind == "torch":
@@ -565,20 +458,14 @@ class GeneshotModel:
             self.module = load_estimator(weights, self.spec.factory, self.name)
         self.residual_weight = float(meta.get("residual_weight") or 0.0)
         if self.spec.base:
-            self.base = load_estimator(
-                run_dir / BASE_FILE, MODELS[self.spec.base].factory, self.spec.base
-            )
+            self.base = load_estimator(run_dir / BASE_FILE, MODELS[self.spec.base].factory, self.spec.base)
         if (run_dir / SHIFT_FILE).is_file():  # runs before the shift rule have none
             try:
                 with np.load(run_dir / SHIFT_FILE, allow_pickle=False) as z:
                     self.common = CommonPattern.from_arrays(z)
-                    self.shift = (
-                        ShiftReference.from_arrays(z) if "shift_baseline" in z.files else None
-                    )
+                    self.shift = ShiftReference.from_arrays(z) if "shift_baseline" in z.files else None
             except (OSError, ValueError, KeyError, EOFError) as err:
-                raise InputError(
-                    run_dir / SHIFT_FILE, f"unreadable ({type(err).__name__})", RETRAIN
-                ) from None
+                raise InputError(run_dir / SHIFT_FILE, f"unreadable ({type(err).__name__})", RETRAIN) from None
         return self
 
     @property
@@ -591,22 +478,14 @@ class GeneshotModel:
         if kind is None or kind == self.target.kind:
             return self.target
         if kind not in self.contract.targets:
-            raise InputError(
-                None,
-                f"target convention {kind!r} is not stored in this run",
-                f"use one of: {', '.join(self.contract.targets)}",
-            )
+            raise InputError(None, f"target convention {kind!r} is not stored in this run", f"use one of: {', '.join(self.contract.targets)}")
         return TargetTransform.from_dict(self.contract.targets[kind])
 
 
 def _device(accelerator: str) -> torch.device:
     if accelerator in ("gpu", "cuda"):
         if not torch.cuda.is_available():
-            raise InputError(
-                None,
-                "accelerator 'gpu' requested but no CUDA device is visible",
-                "use --accelerator cpu",
-            )
+            raise InputError(None, "accelerator 'gpu' requested but no CUDA device is visible", "use --accelerator cpu")
         return torch.device("cuda")
     if accelerator == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
