@@ -154,6 +154,11 @@ def test_outputs_exist_and_are_well_formed(first_run):
     # ablation on the first fold only
     abl = pd.read_csv(out / "ablations.csv")
     assert list(abl["ablation"]) == ["no_asig"] and abl["folds"].iloc[0] == "f0"
+    # what the stage adds: the per-gene mean of base - ablation, inside its CI, and the
+    # on/off rule follows that number
+    row = abl.iloc[0]
+    assert row["stage_adds_ci_lo"] <= row["stage_adds"] <= row["stage_adds_ci_hi"]
+    assert ("earns its place" in row["rule"]) == (row["stage_adds"] >= 0.005)
     # per-gene tables and fold storage
     assert len(list((out / "per_gene").glob("*.csv"))) == 10
     pg = pd.read_csv(out / "per_gene" / "align-st__libsize__libsize.csv", index_col=0)

@@ -220,7 +220,8 @@ def _ablation_table(records: list[dict], results: pd.DataFrame, cfg: dict) -> pd
             and r["train_kind"] == tk
             and r["fold"] in folds
         ]
-        bst = _row_stats(base_recs, cfg)[0] if base_recs else {}
+        bst, base_pg = _row_stats(base_recs, cfg) if base_recs else ({}, None)
+        added = _stage_contribution(base_pg, records, row, conv, tk, cfg)
         out.append(
             {
                 "ablation": row["label"],
@@ -234,6 +235,45 @@ def _ablation_table(records: list[dict], results: pd.DataFrame, cfg: dict) -> pd
                 "pcc_h_section": row["pcc_h_section"],
                 f"{base}_pcc_m_section": bst.get("pcc_m_section", np.nan),
                 "delta_pcc_m": row["pcc_m_section"] - bst.get("pcc_m_section", np.nan),
+                **added,
             }
         )
     return pd.DataFrame(out)
+
+
+# issue "every stage earns its place": a stage that adds less than this is off by default
+STAGE_MIN_GAIN = 0.005
+
+
+def _stage_contribution(
+    base_pg: pd.DataFrame | None, records: list[dict], row: pd.Series, conv: str, tk: str, cfg: dict
+) -> dict:
+    """What the ablated stage adds: base minus ablation per gene, with its CI and paired test."""
+    empty = {"stage_adds": np.nan, "stage_adds_ci_lo": np.nan, "stage_adds_ci_hi": np.nan}
+    recs = [
+        r
+        for r in records
+        if r["method"] == row["method"] and r["conv"] == conv and r["train_kind"] == tk
+    ]
+    if base_pg is None or not recs:
+        return {**empty, "p_wilcoxon": np.nan, "rule": "no base run"}
+    abl_pg = _row_stats(recs, cfg)[1]
+    common = [g for g in base_pg.index if g in set(abl_pg.index)]
+    bs = cfg["bootstrap"]
+    res = paired_test(
+        base_pg.loc[common, "r_per_section"],
+        abl_pg.loc[common, "r_per_section"],
+        n_boot=int(bs["n_boot"]),
+        seed=int(bs["seed"]),
+        level=float(bs["level"]),
+    )
+    gain = float(res["mean_diff"])
+    return {
+        "stage_adds": gain,
+        "stage_adds_ci_lo": res["ci"][0],
+        "stage_adds_ci_hi": res["ci"][1],
+        "p_wilcoxon": res["p_value"],
+        "rule": "earns its place"
+        if gain >= STAGE_MIN_GAIN
+        else f"adds < {STAGE_MIN_GAIN}: off by the rule",
+    }

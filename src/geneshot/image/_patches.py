@@ -38,13 +38,15 @@ def _extract(
         x0 = int(round(xy[i, 0] - half))
         y0 = int(round(xy[i, 1] - half))
         rgb, ok = slide.read_window(x0, y0, win, win)
+        inside = bool(ok.all())  # most windows: no mask to resample
         if win != out_px:
             rgb = np.asarray(Image.fromarray(rgb).resize((out_px, out_px), Image.BILINEAR, reducing_gap=None))
-            ok = np.asarray(Image.fromarray(ok).resize((out_px, out_px), Image.NEAREST))
+            if not inside:
+                ok = np.asarray(Image.fromarray(ok).resize((out_px, out_px), Image.NEAREST))
         if stain is not None:
             rgb = stain(rgb)
         patches[i] = rgb
-        valid[i] = ok
+        valid[i] = True if inside else ok
     return patches, valid
 
 
