@@ -58,6 +58,14 @@ GENE_CANDIDATES: dict[str, dict] = {
     name: {"gene_encoder": name} for name in ("description", "go-tokens", "description+go-tokens")
 }
 GENE_MODELS = {"text-knn": "zero-shot", "gene-kernel": "zero-shot"}
+# ALIGN-ST's training loss: candidates are TrainConfig overrides (a fixed epoch count, no
+# wall-clock budget, so that a score does not depend on the machine's load)
+FIXED_EPOCHS = {"time_budget_s": 0, "max_epochs": 15, "patience": 15}
+TRAINER_CANDIDATES: dict[str, dict] = {
+    "plain loss": {"train": FIXED_EPOCHS},
+    "+ gene-specific loss": {"train": {**FIXED_EPOCHS, "gene_specific_weight": 1.0}},
+}
+TRAINER_MODELS = {"align-st": "zero-shot"}
 
 
 def score_fold(
@@ -68,6 +76,7 @@ def score_fold(
     cache: Cache,
     split_memo: dict,
     models: dict[str, str],
+    train_config: dict | None = None,
 ) -> dict[str, float]:
     """Per-section PCC@M on ``test`` of each model trained on ``train`` with ``config``."""
     tr = [prepared[s] for s in train]
@@ -78,7 +87,17 @@ def score_fold(
     target = TargetTransform.fit([s.adata for s in tr], "libsize")
     out = {}
     for name, setting in models.items():
-        model = train_model(name, setting, tr, genes, split, target, config, progress=False)
+        model = train_model(
+            name,
+            setting,
+            tr,
+            genes,
+            split,
+            target,
+            config,
+            progress=False,
+            train_config=train_config,
+        )
         summary, *_ = evaluate(model, [prepared[test]], genes, split.unseen)
         out[name] = float(summary["per_section"]["pcc_m"])
     return out
@@ -91,9 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--what",
-        choices=["features", "gene-encoder"],
+        choices=["features", "gene-encoder", "trainer"],
         default="features",
-        help="choose the image-feature config or the gene encoder",
+        help="choose the image-feature config, the gene encoder or ALIGN-ST's training loss",
+    )
+    ap.add_argument(
+        "--inner-folds",
+        type=int,
+        default=0,
+        help="inner folds per outer fold (0 = all; n = hold out each of the last n training sections)",
+    )
+    ap.add_argument(
+        "--skip-outer",
+        action="store_true",
+        help="choose only: do not score the outer test sections (the benchmark does that)",
     )
     ap.add_argument("--candidates", default=None, help="comma-separated candidate names")
     ap.add_argument("--csv", type=Path, default=Path("choose_features.csv"))
@@ -110,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     global CANDIDATES, MODELS
     if args.what == "gene-encoder":
         CANDIDATES, MODELS = GENE_CANDIDATES, GENE_MODELS
+    elif args.what == "trainer":
+        CANDIDATES, MODELS = TRAINER_CANDIDATES, TRAINER_MODELS
     names = args.candidates.split(",") if args.candidates else list(CANDIDATES)
     unknown = sorted(set(names) - set(CANDIDATES))
     if unknown:
@@ -122,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     split_memo: dict = {}
     rows = []
     for cand in names:
-        config = FeatureConfig(**CANDIDATES[cand])
+        cand_cfg = dict(CANDIDATES[cand])
+        train_config = cand_cfg.pop("train", None)
+        config = FeatureConfig(**cand_cfg)
         t0 = time.perf_counter()
         prepared = {
             s.name: s
@@ -132,15 +166,17 @@ def main(argv: list[str] | None = None) -> int:
         dims[cand] = dim = next(iter(prepared.values())).image.shape[1]
         for outer in SECTIONS:
             outer_train = [s for s in SECTIONS if s != outer]
-            folds = [
-                (outer, [s for s in outer_train if s != inner], inner) for inner in outer_train
-            ]
-            folds.append((outer, outer_train, outer))  # the outer test score itself
+            inners = outer_train[-args.inner_folds :] if args.inner_folds else outer_train
+            folds = [(outer, [s for s in outer_train if s != inner], inner) for inner in inners]
+            if not args.skip_outer:
+                folds.append((outer, outer_train, outer))  # the outer test score itself
             for o, train, test in folds:
                 k = f"{cand}|{','.join(train)}|{test}"
                 if k not in scores:
                     t1 = time.perf_counter()
-                    scores[k] = score_fold(prepared, train, test, config, cache, split_memo, MODELS)
+                    scores[k] = score_fold(
+                        prepared, train, test, config, cache, split_memo, MODELS, train_config
+                    )
                     scores[k]["seconds"] = time.perf_counter() - t1
                     args.scores.write_text(json.dumps(scores, indent=1))
                 kind = "outer" if test == o else "inner"
@@ -173,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     outer = long[long.kind == "outer"].pivot_table(
         index=["outer", "candidate"], columns="model", values="pcc_m"
     )
+    if args.skip_outer:  # no outer scores: report inner means only
+        outer = inner[list(MODELS)] * np.nan
     picks = {o: inner.loc[o]["select"].idxmax() for o in SECTIONS}
     print(
         f"Nested CV over {','.join(SECTIONS)}: per-section PCC@M, 250 unseen genes, libsize targets\n"

@@ -106,10 +106,12 @@ def test_bad_fov_and_context_on_are_input_errors():
         FeatureConfig(fov_um=(224, 0))
     with pytest.raises(InputError, match="context_on"):
         FeatureConfig(context_on="rings")
+    with pytest.raises(InputError, match="gene_encoder 'go'"):
+        FeatureConfig(gene_encoder="go")
 
 
 def test_feature_config_json_round_trip_and_old_contracts():
-    cfg = FeatureConfig(fov_um=[224, 448], context_um=[300, 500])
+    cfg = FeatureConfig(fov_um=[224, 448], context_um=[300, 500], gene_encoder="go-tokens")
     assert cfg.fov_um == (224.0, 448.0) and cfg.context_um == (300.0, 500.0)
     d = json.loads(json.dumps(cfg.to_dict()))
     assert d["fov_um"] == [224.0, 448.0] and d["context_um"] == [300.0, 500.0]
@@ -119,13 +121,16 @@ def test_feature_config_json_round_trip_and_old_contracts():
     from geneshot.train._contract import DataContract
 
     old = {
-        k: v for k, v in cfg.to_dict().items() if k not in ("fov_um", "context_um", "context_on")
+        k: v
+        for k, v in cfg.to_dict().items()
+        if k not in ("fov_um", "context_um", "context_on", "gene_encoder")
     }
     c = DataContract(
         features=old, image_dim=1280, nuclei_shape=None, text_dim=384, target={}, seen_genes=["A"]
     )
     legacy = FeatureConfig(**DataContract.from_dict(json.loads(json.dumps(c.to_dict()))).features)
     assert legacy.fov_um == () and legacy.context_um == () and legacy.context_on == "all"
+    assert legacy.gene_encoder == "description"  # what every run before the key used
 
 
 def test_empty_rings_and_no_spots():
