@@ -52,6 +52,9 @@ CANDIDATES: dict[str, dict] = {
     "rings+fov": {"fov_um": (224.0, 448.0), "context_um": RINGS},
     "rings(patch)+fov": {"fov_um": (224.0, 448.0), "context_um": RINGS, "context_on": "patch"},
     "fov3": {"fov_um": (224.0, 448.0, 896.0)},
+    # larger backbones with the default windows and rings (issue "Image features that see more")
+    "lite1": {"image_encoder": "effnet-lite1", "fov_um": (224.0, 448.0), "context_um": RINGS},
+    "lite2": {"image_encoder": "effnet-lite2", "fov_um": (224.0, 448.0), "context_um": RINGS},
 }
 MODELS = {"ridge": "supervised", "depth": "zero-shot"}
 GENE_CANDIDATES: dict[str, dict] = {

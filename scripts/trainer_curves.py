@@ -44,10 +44,16 @@ def plot(histories: dict[str, list[dict]], out: Path) -> None:
         (line,) = axes[0].plot(ep, [h["val_score"] for h in hist], label=name)
         axes[0].plot(ep, [h["val_shuffled"] for h in hist], ls="--", color=line.get_color())
         axes[1].plot(ep, [h["val_pcc"] for h in hist], label=name)
-        axes[2].plot(ep, [h["gene_cosine"] for h in hist], label=name)
+        (line2,) = axes[2].plot(ep, [h["gene_cosine"] for h in hist], label=name)
+        axes[2].plot(
+            ep,
+            [h.get("gene_cosine_centred", np.nan) for h in hist],
+            ls="--",
+            color=line2.get_color(),
+        )
     axes[0].set_title("validation gene-specific PCC\n(dashed: descriptions shuffled)")
     axes[1].set_title("validation plain PCC")
-    axes[2].set_title("mean pairwise cosine of gene vectors")
+    axes[2].set_title("mean pairwise cosine of gene vectors\n(dashed: after removing their mean)")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -151,7 +157,14 @@ def main() -> None:
             "best_epoch": best["epoch"],
             "best_val": {
                 k: round(best[k], 4)
-                for k in ("val_score", "val_shuffled", "val_pcc", "gene_cosine")
+                for k in (
+                    "val_score",
+                    "val_shuffled",
+                    "val_pcc",
+                    "gene_cosine",
+                    "gene_cosine_centred",
+                    "map_corr",
+                )
             },
             "steps": len(hist) * m.train_config.steps_per_epoch,
             "train_s": hist[-1].get("train_s"),

@@ -54,8 +54,26 @@ def test_validation_section_is_held_out_of_the_loss(monkeypatch):
     assert val_size not in seen_sizes and set(seen_sizes) == set(sizes) - {val_size}
     h = [r for r in m.history if "epoch" in r]
     assert len(h) == 2
-    for key in ("val_score", "val_pcc", "val_shuffled", "gene_cosine"):
+    for key in (
+        "val_score",
+        "val_pcc",
+        "val_shuffled",
+        "gene_cosine",
+        "gene_cosine_centred",
+        "map_corr",
+    ):
         assert all(np.isfinite(r[key]) for r in h), key
+
+
+def test_collapse_diagnostics():
+    rng = np.random.default_rng(0)
+    shared = rng.normal(size=(1, 16))
+    w = 10 * shared + rng.normal(size=(50, 16))  # one big shared part, genes spread around it
+    assert _trainer._mean_pairwise_cosine(torch.from_numpy(w)) > 0.95
+    assert abs(_trainer._mean_pairwise_cosine(torch.from_numpy(w - w.mean(0)))) < 0.1
+    m = rng.normal(size=(200, 1))
+    assert _trainer._mean_map_corr(np.repeat(m, 5, 1) + 1e-3 * rng.normal(size=(200, 5))) > 0.99
+    assert abs(_trainer._mean_map_corr(rng.normal(size=(200, 5)))) < 0.1
 
 
 def test_selection_criterion_ignores_a_pure_common_pattern():

@@ -190,7 +190,7 @@ def fit_torch(
         bar.set_postfix(loss=f"{loss_mean:.3f}", val=f"{val:.3f}")
         if rank == 0:
             log.info(
-                "%s epoch %d/%d: loss %.4f, validation gene-specific PCC %.3f (shuffled text %.3f, plain PCC %.3f), gene-vector cosine %.3f",
+                "%s epoch %d/%d: loss %.4f, validation gene-specific PCC %.3f (shuffled text %.3f, plain PCC %.3f), gene-vector cosine %.3f (centred %.3f), map correlation %.3f",
                 gm.name,
                 epoch + 1,
                 tc.max_epochs,
@@ -199,6 +199,8 @@ def fit_torch(
                 scores["val_shuffled"],
                 scores["val_pcc"],
                 scores["gene_cosine"],
+                scores["gene_cosine_centred"],
+                scores["map_corr"],
             )
         if val > best + 1e-4:
             best, bad = val, 0
@@ -251,15 +253,19 @@ def validate(
 
     ``val_score`` (gene-specific PCC, the selection criterion), ``val_pcc`` (plain per-gene
     PCC), ``val_shuffled`` (gene-specific PCC with descriptions shuffled among the validation
-    genes: what the model gets from text identity) and ``gene_cosine`` (mean pairwise cosine
-    of the validation genes' output vectors; near 1 = every gene has the same map).
+    genes: what the model gets from text identity), ``gene_cosine`` (mean pairwise cosine
+    of the validation genes' output vectors), ``gene_cosine_centred`` (the same after removing
+    their mean vector: a shared part that all genes carry is the common pattern, and the
+    gene-specific loss leaves it in place while the genes spread around it) and ``map_corr``
+    (mean pairwise correlation of the validation genes' predicted maps; near 1 = every gene
+    has the same map).
     """
     mod.eval()
     vg = torch.from_numpy(val_genes)
     genes = gin.select(vg)
     shuffled = gin.select(vg[torch.from_numpy(shuffle)])
     ctx = None if val_ctx is None else gin.select(torch.from_numpy(val_ctx))
-    ys_, ps, pss, cos, same = [], [], [], [], True
+    ys_, ps, pss, cos, cos_c, same = [], [], [], [], [], True
     # shuffling descriptions among the validation genes only relabels the same set of gene
     # inputs (the gene graph sees the same texts), so an eval-mode model's shuffled prediction
     # is its prediction with permuted columns; checked once, then read off for free
@@ -283,10 +289,8 @@ def validate(
         if w is None and hasattr(mod, "encode_genes") and not cos:
             w, _ = mod.encode_genes(genes, slides[i], ctx)
         if w is not None and not cos:
-            w = torch.nn.functional.normalize(w.float(), dim=1)
-            c = w @ w.T
-            n = c.shape[0]
-            cos.append(float((c.sum() - c.diagonal().sum()) / max(n * (n - 1), 1)))
+            cos.append(_mean_pairwise_cosine(w.float()))
+            cos_c.append(_mean_pairwise_cosine(w.float() - w.float().mean(0, keepdim=True)))
     if not ys_:
         nan = float("nan")
         return {
@@ -294,6 +298,8 @@ def validate(
             "val_pcc": nan,
             "val_shuffled": nan,
             "gene_cosine": nan,
+            "gene_cosine_centred": nan,
+            "map_corr": nan,
             "shuffle_is_permutation": False,
         }
     # per section, then averaged: sections differ in depth and composition
@@ -302,5 +308,24 @@ def validate(
         "val_pcc": float(np.mean([_pcc_cols(y, p).mean() for y, p in zip(ys_, ps)])),
         "val_shuffled": float(np.mean([gene_specific_pcc(y, p) for y, p in zip(ys_, pss)])),
         "gene_cosine": float(np.mean(cos)) if cos else float("nan"),
+        "gene_cosine_centred": float(np.mean(cos_c)) if cos_c else float("nan"),
+        "map_corr": float(np.mean([_mean_map_corr(p) for p in ps])),
         "shuffle_is_permutation": same,
     }
+
+
+def _mean_pairwise_cosine(w: torch.Tensor) -> float:
+    w = torch.nn.functional.normalize(w, dim=1)
+    c = w @ w.T
+    n = c.shape[0]
+    return float((c.sum() - c.diagonal().sum()) / max(n * (n - 1), 1))
+
+
+def _mean_map_corr(p: np.ndarray) -> float:
+    """Mean pairwise Pearson correlation between the columns (gene maps) of ``p``."""
+    keep = p.std(0) > 0
+    if keep.sum() < 2:
+        return float("nan")
+    c = np.corrcoef(p[:, keep].T)
+    n = c.shape[0]
+    return float((c.sum() - np.trace(c)) / (n * (n - 1)))
