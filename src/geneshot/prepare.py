@@ -101,8 +101,9 @@ class FeatureConfig:
     patch_px: int = DEFAULT_PATCH_PX
     stain: str | None = None
     text_encoder: str = "minilm"
-    # how a gene becomes tokens + pooled vector (geneshot.encoders.gene.GENE_ENCODERS)
-    gene_encoder: str = "description"
+    # how a gene becomes tokens + pooled vector (geneshot.encoders.gene.GENE_ENCODERS); chosen
+    # by nested CV on HER2+ (scripts/choose_features.py --what gene-encoder: 5 of 5 outer folds)
+    gene_encoder: str = "go-tokens"
     gene_text_source: str | None = None  # None = shipped knowledge base; else a JSON/TSV file
     # defaults chosen by nested CV on HER2+ (scripts/choose_features.py); () = none
     fov_um: tuple[float, ...] = (224.0, 448.0)  # larger windows around each spot (µm)

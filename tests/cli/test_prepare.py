@@ -55,7 +55,7 @@ def test_prepare_end_to_end_then_from_cache(workspace):
     for step in ("patches", "image-features"):
         assert computed[step] == 2 * WINDOWS, computed  # one entry per section and window
     assert computed["nuclei"] == 2, computed  # nuclei of the own patch only
-    assert computed["text-embeddings"] == 1
+    assert computed["sentence-embeddings"] == 1  # the go-tokens gene encoder's term vectors
     assert summary["cache"]["hits"] == {}
 
     a = ad.read_h5ad(out / "C2.h5ad")
@@ -76,7 +76,7 @@ def test_prepare_end_to_end_then_from_cache(workspace):
         "patches": 2 * WINDOWS,
         "image-features": 2 * WINDOWS,
         "nuclei": 2,
-        "text-embeddings": 1,
+        "sentence-embeddings": 1,
     }
     np.testing.assert_array_equal(ad.read_h5ad(out / "C2.h5ad").obsm["X_effnet-lite0"], feats)
     assert t_warm < t_cold / 3, (t_cold, t_warm)
