@@ -93,7 +93,8 @@ class FeatureConfig:
     these keys existed load with them off.
     """
 
-    image_encoder: str = "effnet-lite0"
+    # chosen by nested CV on HER2+ (scripts/choose_features.py: effnet-lite1 in 3 of 5 folds)
+    image_encoder: str = "effnet-lite1"
     tta: bool = False
     nuclei: bool = True
     nuclei_backend: str = "skimage"

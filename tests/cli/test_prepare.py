@@ -20,6 +20,7 @@ from geneshot.prepare import FeatureConfig
 
 # default features: own patch + each larger window, each with its context-ring means
 WINDOWS = 1 + len(FeatureConfig().fov_um)
+ENC = FeatureConfig().image_encoder
 DIM = 1280 * WINDOWS * (1 + len(FeatureConfig().context_um))
 
 
@@ -50,7 +51,7 @@ def test_prepare_end_to_end_then_from_cache(workspace):
     assert summary["sections"] == {"C2": 12, "C3": 9} and summary["spots"] == 21
     assert summary["genes_in_universe"] == len(GENES) and summary["genes_described"] == len(GENES)
     assert summary["image_feature_dim"] == DIM
-    assert summary["features"]["image_encoder"] == "effnet-lite0" and summary["features"]["nuclei"]
+    assert summary["features"]["image_encoder"] == ENC and summary["features"]["nuclei"]
     computed = summary["cache"]["computed"]
     for step in ("patches", "image-features"):
         assert computed[step] == 2 * WINDOWS, computed  # one entry per section and window
@@ -60,7 +61,7 @@ def test_prepare_end_to_end_then_from_cache(workspace):
 
     a = ad.read_h5ad(out / "C2.h5ad")
     assert a.shape == (12, len(GENES)) and list(a.var_names) == sorted(GENES)
-    feats = a.obsm["X_effnet-lite0"]
+    feats = a.obsm[f"X_{ENC}"]
     assert feats.shape == (12, DIM) and np.isfinite(feats).all() and feats.std(0).max() > 0
     nuc = a.obsm["nuclei_summary"]
     assert nuc.shape[0] == 12 and np.isfinite(nuc).all() and nuc.any()
@@ -78,7 +79,7 @@ def test_prepare_end_to_end_then_from_cache(workspace):
         "nuclei": 2,
         "sentence-embeddings": 1,
     }
-    np.testing.assert_array_equal(ad.read_h5ad(out / "C2.h5ad").obsm["X_effnet-lite0"], feats)
+    np.testing.assert_array_equal(ad.read_h5ad(out / "C2.h5ad").obsm[f"X_{ENC}"], feats)
     assert t_warm < t_cold / 3, (t_cold, t_warm)
     assert "0 computed" in warm.output and "prepared 21 spots in 2 sections (C2, C3)" in warm.output
 

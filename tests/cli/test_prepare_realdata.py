@@ -41,7 +41,7 @@ def test_prepare_c2_c3_every_spot_has_a_patch_then_cache(her2st_dir, tmp_path):
     for name, n in (("C2", 187), ("C3", 180)):
         a = ad.read_h5ad(out / f"{name}.h5ad")
         assert a.n_obs == n
-        feats = a.obsm["X_effnet-lite0"]
+        feats = a.obsm[f"X_{FeatureConfig().image_encoder}"]
         # every spot has its own patch: finite features and no two spots alike
         assert feats.shape == (n, DIM) and np.isfinite(feats).all()
         assert len(np.unique(feats.round(4), axis=0)) == n

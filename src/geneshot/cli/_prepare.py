@@ -28,9 +28,8 @@ def feature_options(f):
         click.option(
             "--image-encoder",
             type=IMAGE_ENCODER_CHOICE,
-            default="effnet-lite0",
-            show_default=True,
-            help="Patch encoder (see `geneshot encoders`).",
+            default=None,
+            help="Patch encoder (see `geneshot encoders`; default: the package default, effnet-lite1).",
         ),
         click.option(
             "--tta/--no-tta",
@@ -94,7 +93,6 @@ def feature_config_from(kw: dict):
         k: _micrometres(kw.get(k), f"--{k.replace('_', '-')}") for k in ("fov_um", "context_um")
     }
     return FeatureConfig(
-        image_encoder=kw["image_encoder"],
         tta=kw["tta"],
         nuclei=kw["nuclei"],
         stain=kw["stain"],
@@ -102,6 +100,7 @@ def feature_config_from(kw: dict):
         gene_text_source=str(kw["gene_texts"]) if kw.get("gene_texts") else None,
         **{k: v for k, v in windows.items() if v is not None},
         **({"gene_encoder": kw["gene_encoder"]} if kw.get("gene_encoder") else {}),
+        **({"image_encoder": kw["image_encoder"]} if kw.get("image_encoder") else {}),
     )
 
 
