@@ -395,8 +395,17 @@ def prepare_dataset(
     timer = timer or Timer()
 
     def genes_side() -> PreparedGenes:
-        with timer("gene texts + embeddings"):
-            return prepare_genes(genes, config, cache=cache, progress=False)
+        import torch
+
+        # one core for the text encoder (torch runs nothing else here): the image side keeps
+        # the other busy, and two torch threads would only compete with it
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with timer("gene texts + embeddings"):
+                return prepare_genes(genes, config, cache=cache, progress=False)
+        finally:
+            torch.set_num_threads(threads)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geneshot-genes") as pool:
         pending = pool.submit(genes_side)
