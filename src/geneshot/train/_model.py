@@ -110,10 +110,10 @@ _ALIGN_ST_TRAIN = {
     "context_per_step": 64,
     "val_context": 64,
     "n_val_genes": 100,
-    # a fixed number of epochs, no wall-clock budget: the same command gives the same
-    # numbers on a busy or an idle machine (the 45 s budget made runs differ by ~0.01).
-    # 40 is about what that budget allowed on two idle cores (~1 s per epoch), so training
-    # is as long as before, now without depending on the load.
+    # a fixed number of epochs, no wall-clock budget: how long a model trains no longer
+    # depends on the machine's load (multi-threaded float sums still let runs differ a
+    # little). 40 is about what the old 45 s budget allowed on two idle cores (~1 s per
+    # epoch), so training is as long as before.
     "max_epochs": 40,
     "patience": 15,
     "time_budget_s": 0.0,
