@@ -55,6 +55,13 @@ CANDIDATES: dict[str, dict] = {
     # larger backbones with the default windows and rings (issue "Image features that see more")
     "lite1": {"image_encoder": "effnet-lite1", "fov_um": (224.0, 448.0), "context_um": RINGS},
     "lite2": {"image_encoder": "effnet-lite2", "fov_um": (224.0, 448.0), "context_um": RINGS},
+    # test-time augmentation: features averaged over the 8 flips / rotations of every window
+    "lite1+tta": {
+        "image_encoder": "effnet-lite1",
+        "tta": True,
+        "fov_um": (224.0, 448.0),
+        "context_um": RINGS,
+    },
 }
 MODELS = {"ridge": "supervised", "depth": "zero-shot"}
 GENE_CANDIDATES: dict[str, dict] = {

@@ -387,7 +387,7 @@ def prepare_dataset(
     The gene texts do not depend on the images, so they are encoded in a second thread
     while the slides are read and encoded: reading patches keeps one core busy and leaves
     the other free, and both encoders spend their time in native code that releases the
-    GIL. On two cores this cuts a cold ``prepare`` of C2–C6 by about a quarter
+    GIL. On two cores this alone took a cold ``prepare`` of C2–C6 from 39.7 to 35.7 s
     (BENCHMARKS.md). The gene side shows no progress bar, so the two do not interleave.
     """
     from concurrent.futures import ThreadPoolExecutor
