@@ -76,6 +76,12 @@ TRAINER_CANDIDATES: dict[str, dict] = {
     "+ gene-specific loss": {"train": {**FIXED_EPOCHS, "gene_specific_weight": 1.0}},
 }
 TRAINER_MODELS = {"align-st": "zero-shot"}
+# what --what chooses: its candidates and the models that score them
+WHAT = {
+    "features": (CANDIDATES, MODELS),
+    "gene-encoder": (GENE_CANDIDATES, GENE_MODELS),
+    "trainer": (TRAINER_CANDIDATES, TRAINER_MODELS),
+}
 
 
 def score_fold(
@@ -147,15 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data or Path(os.environ.get("GENESHOT_DATA", "")) / "her2st"
     if not data.is_dir():
         sys.exit(f"{data}: no her2st folder; pass --data or set GENESHOT_DATA")
-    global CANDIDATES, MODELS
-    if args.what == "gene-encoder":
-        CANDIDATES, MODELS = GENE_CANDIDATES, GENE_MODELS
-    elif args.what == "trainer":
-        CANDIDATES, MODELS = TRAINER_CANDIDATES, TRAINER_MODELS
-    names = args.candidates.split(",") if args.candidates else list(CANDIDATES)
-    unknown = sorted(set(names) - set(CANDIDATES))
+    candidates, models = WHAT[args.what]
+    names = args.candidates.split(",") if args.candidates else list(candidates)
+    unknown = sorted(set(names) - set(candidates))
     if unknown:
-        sys.exit(f"unknown candidates {unknown}; use {list(CANDIDATES)}")
+        sys.exit(f"unknown candidates {unknown}; use {list(candidates)}")
     cache = Cache()
     scores: dict = json.loads(args.scores.read_text()) if args.scores.exists() else {}
     seconds: dict[str, float] = {}
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     split_memo: dict = {}
     rows = []
     for cand in names:
-        cand_cfg = dict(CANDIDATES[cand])
+        cand_cfg = dict(candidates[cand])
         train_config = cand_cfg.pop("train", None)
         config = FeatureConfig(**cand_cfg)
         t0 = time.perf_counter()
@@ -185,13 +187,13 @@ def main(argv: list[str] | None = None) -> int:
                 if k not in scores:
                     t1 = time.perf_counter()
                     scores[k] = score_fold(
-                        prepared, train, test, config, cache, split_memo, MODELS, train_config
+                        prepared, train, test, config, cache, split_memo, models, train_config
                     )
                     scores[k]["seconds"] = time.perf_counter() - t1
                     args.scores.write_text(json.dumps(scores, indent=1))
                 kind = "outer" if test == o else "inner"
                 fit_s[cand] += scores[k].get("seconds", np.nan)
-                for m in MODELS:
+                for m in models:
                     v = scores[k][m]
                     rows.append(
                         {
@@ -215,50 +217,50 @@ def main(argv: list[str] | None = None) -> int:
     inner = long[long.kind == "inner"].pivot_table(
         index=["outer", "candidate"], columns="model", values="pcc_m", aggfunc="mean"
     )
-    inner["select"] = inner[list(MODELS)].mean(1)
+    inner["select"] = inner[list(models)].mean(1)
     outer = long[long.kind == "outer"].pivot_table(
         index=["outer", "candidate"], columns="model", values="pcc_m"
     )
     if args.skip_outer:  # no outer scores: report inner means only
-        outer = inner[list(MODELS)] * np.nan
+        outer = inner[list(models)] * np.nan
     picks = {o: inner.loc[o]["select"].idxmax() for o in SECTIONS}
     print(
         f"Nested CV over {','.join(SECTIONS)}: per-section PCC@M, 250 unseen genes, libsize targets\n"
     )
     print(
         "| outer test | "
-        + " | ".join(f"inner {c} ({' / '.join(MODELS)})" for c in names)
+        + " | ".join(f"inner {c} ({' / '.join(models)})" for c in names)
         + " | pick | "
-        + " | ".join(f"outer {m}" for m in MODELS)
+        + " | ".join(f"outer {m}" for m in models)
         + " |"
     )
-    print("|---|" + "---:|" * len(names) + "---|" + "---:|" * len(MODELS))
+    print("|---|" + "---:|" * len(names) + "---|" + "---:|" * len(models))
     for o in SECTIONS:
-        cells = [" / ".join(f"{inner.loc[(o, c), m]:.3f}" for m in MODELS) for c in names]
+        cells = [" / ".join(f"{inner.loc[(o, c), m]:.3f}" for m in models) for c in names]
         p = picks[o]
         print(
             f"| {o} | "
             + " | ".join(cells)
             + f" | **{p}** | "
-            + " | ".join(f"{outer.loc[(o, p), m]:.3f}" for m in MODELS)
+            + " | ".join(f"{outer.loc[(o, p), m]:.3f}" for m in models)
             + " |"
         )
-    picked = np.array([[outer.loc[(o, picks[o]), m] for m in MODELS] for o in SECTIONS])
+    picked = np.array([[outer.loc[(o, picks[o]), m] for m in models] for o in SECTIONS])
     print(
         "\nouter score of the picked configs (mean over folds): "
-        + ", ".join(f"{m} {picked[:, j].mean():.3f}" for j, m in enumerate(MODELS))
+        + ", ".join(f"{m} {picked[:, j].mean():.3f}" for j, m in enumerate(models))
     )
     print(
         "\n| candidate | dims | "
-        + " | ".join(f"outer {m} (mean)" for m in MODELS)
+        + " | ".join(f"outer {m} (mean)" for m in models)
         + " | seconds of the 25 folds x 2 fits (NaN: read from --scores) |"
     )
-    print("|---|---:|" + "---:|" * len(MODELS) + "---:|")
+    print("|---|---:|" + "---:|" * len(models) + "---:|")
     for c in names:
         r = outer.xs(c, level="candidate")
         print(
             f"| {c} | {dims[c]} | "
-            + " | ".join(f"{r[m].mean():.3f}" for m in MODELS)
+            + " | ".join(f"{r[m].mean():.3f}" for m in models)
             + f" | {fit_s[c]:.0f} |"
         )
     # most outer folds; a tie goes to the best inner selection score averaged over the outer
@@ -268,11 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     default = max(votes, key=lambda c: (votes[c], inner_mean[c]))
     print(f"\npicks per outer fold: {picks}")
     print(
-        f"inner selection score (mean of {' and '.join(MODELS)}), mean over outer folds: "
+        f"inner selection score (mean of {' and '.join(models)}), mean over outer folds: "
         + ", ".join(f"{c} {inner_mean[c]:.4f}" for c in names)
     )
     print(
-        f"default (most outer folds, ties by that mean): {default} ({votes[default]} of {len(SECTIONS)}): {CANDIDATES[default]}"
+        f"default (most outer folds, ties by that mean): {default} ({votes[default]} of {len(SECTIONS)}): {candidates[default]}"
     )
     print(
         "(the 'outer' rows above are shown for every candidate for reference only; the choice uses inner folds)"

@@ -351,8 +351,7 @@ def prepare_genes(
     if extra_descriptions:
         texts.update(extra_descriptions)
     keep = [s for s in dict.fromkeys(symbols) if s in texts]
-    user_given = set(getattr(report, "from_source", ())) | set(extra_descriptions or ())
-    syms = list(keep)
+    user_given = set(report.from_source) | set(extra_descriptions or ())
     # the text encoder loads only when some text or term is not cached yet
     emb = encode_genes(
         config.gene_encoder,
@@ -363,8 +362,8 @@ def prepare_genes(
         progress=progress,
     )
     return PreparedGenes(
-        symbols=syms,
-        texts={s: texts[s] for s in syms},
+        symbols=keep,
+        texts={s: texts[s] for s in keep},
         pooled=emb.pooled,
         tokens=emb.tokens,
         mask=emb.mask,

@@ -164,15 +164,7 @@ def aggregate(records: list[dict], cfg: dict) -> dict:
     for m, tk, conv in keys:
         if m == ref or m.startswith("ablation:") or (ref, tk, conv) not in per_gene:
             continue
-        a, b = per_gene[(ref, tk, conv)], per_gene[(m, tk, conv)]
-        common = [gname for gname in a.index if gname in set(b.index)]
-        res = paired_test(
-            a.loc[common, "r_per_section"],
-            b.loc[common, "r_per_section"],
-            n_boot=int(bs["n_boot"]),
-            seed=int(bs["seed"]),
-            level=float(bs["level"]),
-        )
+        res = _paired(per_gene[(ref, tk, conv)], per_gene[(m, tk, conv)], bs)
         paired_rows.append(
             {
                 "convention": conv,
@@ -188,7 +180,7 @@ def aggregate(records: list[dict], cfg: dict) -> dict:
             }
         )
     paired = pd.DataFrame(paired_rows)
-    ablations = _ablation_table(records, results, cfg)
+    ablations = _ablation_table(records, results, per_gene, cfg)
     return {
         "results": results,
         "main": main,
@@ -201,7 +193,21 @@ def aggregate(records: list[dict], cfg: dict) -> dict:
     }
 
 
-def _ablation_table(records: list[dict], results: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+def _paired(a: pd.DataFrame, b: pd.DataFrame, bs: dict) -> dict:
+    """:func:`paired_test` of per-gene ``r_per_section``, a minus b, over their common genes."""
+    common = [g for g in a.index if g in set(b.index)]
+    return paired_test(
+        a.loc[common, "r_per_section"],
+        b.loc[common, "r_per_section"],
+        n_boot=int(bs["n_boot"]),
+        seed=int(bs["seed"]),
+        level=float(bs["level"]),
+    )
+
+
+def _ablation_table(
+    records: list[dict], results: pd.DataFrame, per_gene: dict, cfg: dict
+) -> pd.DataFrame:
     if not cfg["ablations"] or results.empty:
         return pd.DataFrame()
     conv, tk = cfg["headline"], cfg["train_targets"][0]
@@ -221,7 +227,7 @@ def _ablation_table(records: list[dict], results: pd.DataFrame, cfg: dict) -> pd
             and r["fold"] in folds
         ]
         bst, base_pg = _row_stats(base_recs, cfg) if base_recs else ({}, None)
-        added = _stage_contribution(base_pg, records, row, conv, tk, cfg)
+        added = _stage_contribution(base_pg, per_gene.get((row["method"], tk, conv)), cfg)
         out.append(
             {
                 "ablation": row["label"],
@@ -246,27 +252,19 @@ STAGE_MIN_GAIN = 0.005
 
 
 def _stage_contribution(
-    base_pg: pd.DataFrame | None, records: list[dict], row: pd.Series, conv: str, tk: str, cfg: dict
+    base_pg: pd.DataFrame | None, abl_pg: pd.DataFrame | None, cfg: dict
 ) -> dict:
     """What the ablated stage adds: base minus ablation per gene, with its CI and paired test."""
-    empty = {"stage_adds": np.nan, "stage_adds_ci_lo": np.nan, "stage_adds_ci_hi": np.nan}
-    recs = [
-        r
-        for r in records
-        if r["method"] == row["method"] and r["conv"] == conv and r["train_kind"] == tk
-    ]
-    if base_pg is None or not recs:
-        return {**empty, "p_wilcoxon": np.nan, "rule": "no base run"}
-    abl_pg = _row_stats(recs, cfg)[1]
-    common = [g for g in base_pg.index if g in set(abl_pg.index)]
-    bs = cfg["bootstrap"]
-    res = paired_test(
-        base_pg.loc[common, "r_per_section"],
-        abl_pg.loc[common, "r_per_section"],
-        n_boot=int(bs["n_boot"]),
-        seed=int(bs["seed"]),
-        level=float(bs["level"]),
-    )
+    if base_pg is None or abl_pg is None:
+        nan = np.nan
+        return {
+            "stage_adds": nan,
+            "stage_adds_ci_lo": nan,
+            "stage_adds_ci_hi": nan,
+            "p_wilcoxon": nan,
+            "rule": "no base run",
+        }
+    res = _paired(base_pg, abl_pg, cfg["bootstrap"])
     gain = float(res["mean_diff"])
     return {
         "stage_adds": gain,

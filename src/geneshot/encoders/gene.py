@@ -95,11 +95,6 @@ def gene_terms(symbol: str) -> list[tuple[str, float]]:
     return [(f"name:{name}", weight), *terms]
 
 
-def _sentence(term: str) -> str:
-    field, text = term.split(":", 1)
-    return text
-
-
 def _pad(rows: Sequence[np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray]:
     width = max(len(r) for r in rows)
     tokens = np.zeros((len(rows), width, dim), np.float16)
@@ -127,12 +122,14 @@ def _go_tokens(
     symbols = list(texts)
     terms = {s: ([] if s in described else gene_terms(s)) for s in symbols}
     named = sorted({t for ts in terms.values() for t, _ in ts if not t.startswith(ID_FIELDS)})
-    by_id = {s: texts[s] for s in symbols if not terms[s]}  # user-described or unannotated
-    sentences = [_sentence(t) for t in named] + [by_id[s] for s in by_id]
+    # user-described or unannotated genes: their own text is their one token
+    own_text = {s: texts[s] for s in symbols if not terms[s]}
+    # a term key is "<field>:<name>"; the text encoder reads the name
+    sentences = [t.split(":", 1)[1] for t in named] + list(own_text.values())
     vectors = encode_sentences(text_encoder, sentences, cache, progress=progress)
     dim = vectors.shape[1]
     lookup = dict(zip(named, vectors[: len(named)]))
-    own = dict(zip(by_id, vectors[len(named) :]))
+    own = dict(zip(own_text, vectors[len(named) :]))
     rows, pooled = [], np.zeros((len(symbols), dim), np.float32)
     for i, s in enumerate(symbols):
         if not terms[s]:

