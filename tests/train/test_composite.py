@@ -42,7 +42,7 @@ def test_stacked_model_learns_unseen_genes_and_records_its_weight(world, stacked
     assert stacked.residual_weight in RESIDUAL_WEIGHTS
     chosen = [h for h in stacked.history if "residual_weight" in h]
     assert chosen and chosen[-1]["residual_weight"] == stacked.residual_weight
-    assert set(stacked.validation) == {"slides", "genes"} and stacked.validation["slides"]
+    assert set(stacked.validation) == {"slides", "genes", "held_out"} and stacked.validation["slides"]
     y = target.transform(test.adata, unseen)
     pred = stacked.predict(test, pg, unseen, shrink=0.0)
     depth = _fit("depth", world, n_components=4).predict(test, pg, unseen, shrink=0.0)

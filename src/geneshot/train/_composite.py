@@ -20,8 +20,8 @@ import logging
 import numpy as np
 import torch
 
-from geneshot.metrics import per_gene_pearson
 from geneshot.models import create_model
+from geneshot.train._fallback import best_weight
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,11 @@ def _choose_weight(gm, slides, ys: list[np.ndarray], oof: list[np.ndarray], gin,
     out_genes = gin.select(torch.from_numpy(val_genes)).to(device)
     ctx_idx = np.setdiff1d(np.arange(gin.n_genes), val_genes)
     ctx = gin.select(torch.from_numpy(ctx_idx)).to(device) if gm.setting == "zero-shot" and len(ctx_idx) else None
-    scores = {w: [] for w in RESIDUAL_WEIGHTS}
+    cases = []
     for i in val_slides:
         res = mod(slides[i].to(device), out_genes, ctx).cpu().numpy()
-        y, b = ys[i][:, val_genes], oof[i][:, val_genes]
-        for w in RESIDUAL_WEIGHTS:
-            scores[w].append(np.nanmean(per_gene_pearson(y, b + w * res)))
-    means = {w: float(np.mean(v)) for w, v in scores.items()}
-    best = max(RESIDUAL_WEIGHTS, key=lambda w: (round(means[w], 4), -w))  # ties: the smaller weight
+        cases.append((ys[i][:, val_genes], oof[i][:, val_genes], res))
+    best, means = best_weight(cases, RESIDUAL_WEIGHTS)
     gm.history.append({"residual_weight_scores": {str(w): round(s, 4) for w, s in means.items()}, "residual_weight": best})
     log.info("%s: residual weight %.2f chosen on validation (PCC %s)", gm.name, best, {w: round(s, 3) for w, s in means.items()})
     return float(best)

@@ -181,6 +181,7 @@ class GeneshotModel:
         self.last_shift: dict = {}  # shift ratio and shrinkage of the last predicted section
         self.base = None  # the fitted base estimator of a stacked model (MODELS[name].base)
         self.residual_weight = 0.0  # stacked models: weight of the module's residual
+        self.common_keep = 1.0  # zero-shot torch models: share of their own maps kept (train._fallback)
 
     # ------------------------------------------------------------------ inputs
     def _slide(self, s: PreparedSection) -> SlideInputs:
@@ -345,6 +346,10 @@ class GeneshotModel:
 
         names = names or [f"section{i}" for i in range(len(slides))]
         fit_torch(self, slides, ys, genes, seen, names, device, progress)
+        if self.setting == "zero-shot":
+            from geneshot.train._fallback import choose_keep
+
+            self.common_keep = choose_keep(self, slides, ys, self._genes(genes, seen), device)
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
@@ -363,9 +368,10 @@ class GeneshotModel:
         training genes (paper-notes §5.7: unseen + seen).
 
         ``shrink`` (zero-shot runs): how far to lean on the common per-spot pattern, from 0
-        (the model's own maps) to 1 (the common pattern only); ``None`` chooses it from the
-        section's shift ratio (:mod:`geneshot.train._shift`). ``self.last_shift`` records
-        the ratio and the shrinkage used.
+        (the model's own maps) to 1 (the common pattern only); ``None`` combines what the
+        model's validation kept of its own maps (``common_keep``, :mod:`geneshot.train._fallback`)
+        with the section's shift ratio (:mod:`geneshot.train._shift`): ``1 - keep * (1 -
+        shift weight)``. ``self.last_shift`` records the ratio, the keep and the shrinkage.
         """
         if self.module is None or self.contract is None:
             raise InputError(None, "model is not trained", "call train() or GeneshotModel.load(RUN_DIR)")
@@ -392,8 +398,12 @@ class GeneshotModel:
             return pred
         feats = slide.image.cpu().numpy()
         ratio = shift_ratio(self.shift, feats) if self.shift is not None else float("nan")
-        weight = float(shrink) if shrink is not None else (shrink_weight(ratio) if self.shift is not None else 0.0)
-        self.last_shift = {"section": section.name, "ratio": round(ratio, 4), "shrink": round(weight, 4)}
+        if shrink is not None:
+            weight = float(shrink)
+        else:  # what validation kept of the model's own maps, less what the shift takes away
+            shift = shrink_weight(ratio) if self.shift is not None else 0.0
+            weight = 1.0 - self.common_keep * (1.0 - shift)
+        self.last_shift = {"section": section.name, "ratio": round(ratio, 4), "keep": self.common_keep, "shrink": round(weight, 4)}
         if weight:
             log.info("%s: shift ratio %.2f -> shrink %.2f toward the common pattern", section.name, ratio, weight)
         return shrink_toward_common(pred, self.common.predict(feats), weight)
@@ -413,6 +423,7 @@ class GeneshotModel:
             "history": self.history,
             "text_permutation": self.text_permutation,
             "residual_weight": self.residual_weight,
+            "common_keep": self.common_keep,
         }
         with atomic_path(run_dir / "weights.pt") as tmp:
             if self.spec.kind == "torch":
@@ -462,6 +473,8 @@ class GeneshotModel:
         else:
             self.module = load_estimator(weights, self.spec.factory, self.name)
         self.residual_weight = float(meta.get("residual_weight") or 0.0)
+        keep = meta.get("common_keep")
+        self.common_keep = 1.0 if keep is None else float(keep)  # runs before the rule keep all
         if self.spec.base:
             self.base = load_estimator(run_dir / BASE_FILE, MODELS[self.spec.base].factory, self.spec.base)
         if (run_dir / SHIFT_FILE).is_file():  # runs before the shift rule have none

@@ -18,9 +18,10 @@ Shrinkage
     ``weight = clip((ratio - 1.05) / (1.35 - 1.05), 0, 1)``: no change up to 1.05 (a new
     section of a training patient, with room for section-to-section noise), full shrinkage
     at 1.35 (another patient, where every gene-specific route measured so far fell below the
-    depth control). Each gene's prediction is split into its projection on the common pattern
-    ``m(spot)`` (a ridge fitted at training time from image features to each spot's mean
-    target over the seen genes) and the rest; the rest is scaled by ``1 - weight``. The two
+    depth control). Each gene's prediction moves toward the common pattern ``m(spot)`` (a
+    ridge fitted at training time from image features to each spot's mean target over the
+    seen genes), which is what the depth control predicts for every gene: the difference is
+    scaled by ``1 - weight``. The two
     edges come from the two measurements above, not from tuning on a test section; with
     every imaged section here from one patient they cannot be tuned honestly, which is why
     the rule is this simple (see BENCHMARKS.md, "Shift").
@@ -120,7 +121,12 @@ def shrink_weight(ratio: float) -> float:
 
 
 def shrink_toward_common(pred: np.ndarray, common: np.ndarray, weight: float) -> np.ndarray:
-    """Scale each gene's part that the common pattern does not explain by ``1 - weight``.
+    """Move each gene toward the common pattern: ``m + (1 - weight) (pred - m)``.
+
+    At ``weight = 1`` every gene is predicted as the depth control predicts it, shape and
+    level. Not toward the gene's own projection on ``m``: a model whose gene knowledge is
+    noise gives some genes a negative slope on the common pattern (and arbitrary levels), and
+    keeping them would keep the noise.
 
     Parameters
     ----------
@@ -129,16 +135,13 @@ def shrink_toward_common(pred: np.ndarray, common: np.ndarray, weight: float) ->
     common
         (n_spots,) the common per-spot pattern ``m(spot)`` predicted from the image.
     weight
-        From :func:`shrink_weight`.
+        0 (``pred`` unchanged) to 1 (the common pattern for every gene).
     """
     if weight <= 0:
         return pred
     pred = np.asarray(pred, np.float64)
     m = np.asarray(common, np.float64)
-    design = np.column_stack([np.ones_like(m), m - m.mean()])
-    coef, *_ = np.linalg.lstsq(design, pred, rcond=None)
-    on_common = design @ coef
-    return (on_common + (1.0 - weight) * (pred - on_common)).astype(np.float32)
+    return (m[:, None] + (1.0 - weight) * (pred - m[:, None])).astype(np.float32)
 
 
 @dataclass

@@ -232,7 +232,11 @@ def fit_torch(
         mod.load_state_dict(best_state)
     gm.best_val = best
     # what was held out of the loss, for choices made after training (train._composite)
-    gm.validation = {"slides": list(val_slides), "genes": np.asarray(val_genes).tolist()}
+    gm.validation = {
+        "slides": list(val_slides),
+        "genes": np.asarray(val_genes).tolist(),
+        "held_out": [(~m).cpu().numpy() for m in masks],
+    }
     mod.eval()
 
 
