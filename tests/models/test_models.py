@@ -40,6 +40,8 @@ TINY = {
     "depth": {"n_components": 8},
     "gene-kernel": {"n_components": 8, "cv_spots": 50, "cv_top": 0},
 }
+# a stacked model's module is ALIGN-ST (its base is tested under the base's own name)
+TINY["align-st+kernel"] = TINY["align-st+ref"] = TINY["align-st"]
 
 
 @pytest.fixture(autouse=True)
@@ -244,7 +246,7 @@ def test_estimator_rejects_bad_targets():
 
 
 def test_registry_api():
-    assert set(list_models()) == {"align-st", "sgn", "permuted-text", "ridge", "text-knn", "depth", "gene-kernel", "ref-impute", "align-st+ref"}
+    assert set(list_models()) == {"align-st", "sgn", "permuted-text", "ridge", "text-knn", "depth", "gene-kernel", "ref-impute", "align-st+ref", "align-st+kernel"}
     assert "ridge" not in list_models("zero-shot") and "ridge" in list_models("supervised")
     assert default_config("permuted-text")["permute_text"] is True
     assert default_config("align-st")["permute_text"] is False

@@ -1,4 +1,4 @@
-"""``align-st+ref`` (a ref-impute base plus ALIGN-ST on its residuals) and the shift rule in runs."""
+"""Stacked models (a closed-form base plus ALIGN-ST on its residuals) and the shift rule in runs."""
 
 from __future__ import annotations
 
@@ -26,15 +26,18 @@ def world():
 def _fit(name, world, **model_config):
     train, test, pg, seen, unseen, ref, target = world
     torch.set_num_threads(1)
-    cfg = {**CONFIGS["align-st"], **model_config} if name == "align-st+ref" else model_config
+    cfg = {**CONFIGS["align-st"], **model_config} if name.startswith("align-st+") else model_config
     m = GeneshotModel(name, "zero-shot", {**FIT, "time_budget_s": 0}, **cfg)
     m.train(train, pg, seen_genes=seen, unseen_genes=unseen, target=target, features={}, progress=False, reference=ref)
     return m
 
 
-@pytest.fixture(scope="module")
-def stacked(world):
-    return _fit("align-st+ref", world, base_config={"k": 5, "n_components": 4})
+BASE_CONFIGS = {"align-st+ref": {"k": 5, "n_components": 4}, "align-st+kernel": {"n_components": 4}}
+
+
+@pytest.fixture(scope="module", params=sorted(BASE_CONFIGS))
+def stacked(world, request):
+    return _fit(request.param, world, base_config=BASE_CONFIGS[request.param])
 
 
 def test_stacked_model_learns_unseen_genes_and_records_its_weight(world, stacked):

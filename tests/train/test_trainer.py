@@ -105,3 +105,33 @@ def test_selection_criterion_and_old_trainer_knobs():
         assert all(r["train_s"] >= 0 and r["val_s"] >= 0 for r in h)
         # each is rounded to 0.01 s in the history, so the sum may exceed the total by 0.01
         assert h[-1]["train_s"] + h[-1]["val_s"] <= h[-1]["elapsed_s"] + 0.011
+
+
+def test_training_is_deterministic_and_restores_the_torch_setting():
+    # two threads: the parallel scatter-adds that made runs differ need more than one
+    torch.set_num_threads(2)
+    secs, pg, genes = sections_of_sizes([300, 320, 340], n_genes=40, seed=2)
+    target = TargetTransform.fit([s.adata for s in secs], "libsize")
+    preds, inside = [], []
+    real = _trainer._fit_torch
+
+    def spy(*args, **kwargs):
+        inside.append(torch.are_deterministic_algorithms_enabled())
+        return real(*args, **kwargs)
+
+    states = []
+    before = torch.are_deterministic_algorithms_enabled()
+    for _ in range(2):
+        m = GeneshotModel("align-st", "zero-shot", {"max_epochs": 3, "genes_per_step": 16, "n_val_genes": 4, "time_budget_s": 0}, **MODEL_CFG)
+        _trainer._fit_torch, saved = spy, _trainer._fit_torch
+        try:
+            m.train(secs, pg, seen_genes=genes[:32], unseen_genes=genes[32:], target=target, features={}, progress=False)
+        finally:
+            _trainer._fit_torch = saved
+        states.append(m.module.state_dict())
+        preds.append(m.predict(secs[0], pg, genes[32:], shrink=0.0))
+    torch.set_num_threads(1)
+    assert inside == [True, True] and torch.are_deterministic_algorithms_enabled() == before
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]), k
+    assert np.array_equal(preds[0], preds[1])

@@ -87,6 +87,16 @@ MODELS: dict[str, ModelSpec] = {
             base="ref-impute",
         ),
         ModelSpec(
+            "align-st+kernel",
+            "torch",
+            _align_st_on_base,
+            {**ALIGN_ST_DEFAULTS, "base_config": {}},
+            "ALIGN-ST stacked on gene-kernel: the closed-form kernel as the base, ALIGN-ST trained on what it misses (weight chosen on validation)",
+            zero_shot=True,
+            supervised=False,
+            base="gene-kernel",
+        ),
+        ModelSpec(
             "sgn",
             "torch",
             SGN,

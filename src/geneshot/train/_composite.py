@@ -1,4 +1,4 @@
-"""A closed-form base plus a neural model for what the base misses (``align-st+ref``).
+"""A closed-form base plus a neural model for what the base misses (``align-st+ref``, ``align-st+kernel``).
 
 The reference route (``ref-impute``: image -> the reference's seen-gene axes -> any gene)
 carries most of what is known about an unseen gene. ALIGN-ST is trained on what it leaves:
@@ -20,7 +20,7 @@ import logging
 import numpy as np
 import torch
 
-from geneshot.models import create_model
+from geneshot.models import MODELS, create_model
 from geneshot.train._fallback import best_weight
 
 log = logging.getLogger(__name__)
@@ -47,13 +47,13 @@ def fit_composite(gm, slides, ys, genes, seen: list[str], names: list[str], devi
     config = dict(gm.model_config.get("base_config") or {})
     gin = gm._genes(genes, seen)
     ys_np = [y.numpy() for y in ys]
+    extra = {"reference": reference} if MODELS[base_name].needs_reference else {}
     if len(slides) < 2:
         # nothing to cross-fit on: the base alone
-        gm.base = create_model(base_name, **config).fit(slides, ys_np, gin, reference=reference)
+        gm.base = create_model(base_name, **config).fit(slides, ys_np, gin, **extra)
         gm.residual_weight = 0.0
         return
     base = create_model(base_name, **config)
-    extra = {"reference": reference}
     if hasattr(base, "axes"):
         # the reference summary depends on the reference and the seen genes only, not on
         # which sections are fitted: compute it once for the base and its cross-fits

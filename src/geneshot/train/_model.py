@@ -48,6 +48,7 @@ from geneshot.train._shift import (
     shrink_toward_common,
     shrink_weight,
 )
+from geneshot.train._trainer import deterministic
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ _SGN_TRAIN = {
     "select_on": "pcc",
 }
 MODEL_TRAIN_DEFAULTS: dict[str, dict] = {
-    **{name: dict(_ALIGN_ST_TRAIN) for name in ("align-st", "permuted-text", "align-st+ref")},
+    **{name: dict(_ALIGN_ST_TRAIN) for name in ("align-st", "permuted-text", "align-st+ref", "align-st+kernel")},
     "sgn": dict(_SGN_TRAIN),
 }
 
@@ -349,7 +350,8 @@ class GeneshotModel:
         if self.setting == "zero-shot":
             from geneshot.train._fallback import choose_keep
 
-            self.common_keep = choose_keep(self, slides, ys, self._genes(genes, seen), device)
+            with deterministic():
+                self.common_keep = choose_keep(self, slides, ys, self._genes(genes, seen), device)
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
@@ -386,9 +388,12 @@ class GeneshotModel:
         if self.spec.base:
             from geneshot.train._composite import predict_composite
 
-            return self._shrunk(section, slide, predict_composite(self, slide, gin, ctx), shrink)
+            with deterministic():
+                pred = predict_composite(self, slide, gin, ctx)
+            return self._shrunk(section, slide, pred, shrink)
         self.module.eval()
-        out = self.module(slide, gin, ctx)
+        with deterministic():
+            out = self.module(slide, gin, ctx)
         return self._shrunk(section, slide, out.cpu().numpy().astype(np.float32), shrink)
 
     def _shrunk(self, section: PreparedSection, slide: SlideInputs, pred: np.ndarray, shrink: float | None) -> np.ndarray:

@@ -17,6 +17,7 @@ and validation (``val_s``) seconds.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -79,10 +80,37 @@ def split_training(gm, slides, names: list[str], rng) -> tuple[list[torch.Tensor
     return masks, list(range(len(slides)))
 
 
+@contextlib.contextmanager
+def deterministic():
+    """Deterministic torch kernels inside the block (the previous setting is restored).
+
+    Without it two runs of the same seed differ from the first steps (parallel scatter-adds
+    in the spot graph and the gene-graph gathers sum in varying order), and an unstable model
+    amplifies that into different results. On CPU it costs nothing measurable here; on CUDA
+    it warns where no deterministic kernel exists instead of failing.
+    """
+    was, warn = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn)
+
+
 def fit_torch(
     gm, slides, ys, genes, seen: list[str], names: list[str], device, progress: bool
 ) -> None:
     """Train ``gm.module`` in place; keep the weights of the best validation epoch."""
+    with deterministic():
+        _fit_torch(gm, slides, ys, genes, seen, names, device, progress)
+
+
+def _fit_torch(
+    gm, slides, ys, genes, seen: list[str], names: list[str], device, progress: bool
+) -> None:
     tc = gm.train_config
     rng = np.random.default_rng(tc.seed)
     n_genes = len(seen)
