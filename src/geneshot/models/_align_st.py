@@ -14,6 +14,7 @@ from geneshot.errors import InputError
 from geneshot.models._base import GeneExpressionModule
 from geneshot.models._graph import SpotSAGE, spot_edges
 from geneshot.models._inputs import GeneInputs, SlideInputs
+from geneshot.models._kernel_head import KernelHead
 from geneshot.models._layers import Block, trim_tokens
 
 #: Default config; speed-tuned so one forward+backward on a 190-spot slide with 64 genes x 96
@@ -69,6 +70,16 @@ ALIGN_ST_DEFAULTS: dict = {
     # Off by default: on the inner split (C2–C4, scripts/trainer_curves.py) it scored within
     # noise of the plain head, and with it predictions no longer decompose as spots @ w.T + b.
     "common_component": False,
+    # geneshot addition [I]: "dot" (the paper's head: spot . gene vector + bias) or "kernel"
+    # (models/_kernel_head.py: every gene read off the seen genes' ridge fits by kernel ridge in
+    # gene space, the kernel from the gene encoder and ALIGN-ST's gene embeddings; the
+    # context genes must be seen genes, and the trainer passes their targets)
+    "head": "dot",
+    "kernel_anchor": 256,  # principal components of the image features in the spot vector
+    "kernel_gamma": 10.0,  # initial sharpness of the text kernel (learned)
+    "kernel_lambda": 0.1,  # initial ridge penalty in gene space (learned)
+    "ridge_alpha": 1e-3,  # initial ridge penalty of the support fits (learned)
+    "n_support": 0,  # seen genes whose fits the head stores (set by the trainer)
     # gradient through the context genes of the gene graph (False: they are fixed neighbours)
     "context_grad": False,
     # genes encoded per chunk (bounds memory when thousands of context genes are passed)
@@ -316,6 +327,9 @@ class AlignST(GeneExpressionModule):
             SpotSAGE(d, cfg["n_graph_layers"], residual=True) if cfg["use_spot_graph"] else None
         )
         self.spot_out = nn.Linear(d, d)
+        if cfg["head"] not in ("dot", "kernel"):
+            raise InputError(None, f"unknown ALIGN-ST head {cfg['head']!r}", "use 'dot' or 'kernel'")
+        self.kernel = KernelHead(cfg) if cfg["head"] == "kernel" else None
         if cfg["common_component"]:
             self.common_spot = nn.Linear(d, 1)  # m(spot)
             self.common_gene = nn.Linear(d, 2)  # (a_g - 1, gate logit) from the gene vector
@@ -377,22 +391,95 @@ class AlignST(GeneExpressionModule):
             z = z + mem
         return z
 
+    # -- the kernel head (models/_kernel_head.py) -------------------------------------------
+    @property
+    def uses_support(self) -> bool:
+        """True when the head reads the seen genes' fits (the trainer passes their targets)."""
+        return self.kernel is not None
+
+    def set_anchor(self, features) -> None:
+        """Kernel head: principal axes of the training features (called once before training)."""
+        self.kernel.set_anchor(features)
+
+    @torch.no_grad()
+    def fit_support(self, slides: list[SlideInputs], targets: list[torch.Tensor], masks: list[torch.Tensor]) -> None:
+        """Kernel head: fit and store every seen gene's ridge on the ``masks`` spots."""
+        was = self.training
+        self.eval()
+        try:
+            u = [self._kernel_spots(s)[m] for s, m in zip(slides, masks, strict=True)]
+            y = [t[m] for t, m in zip(targets, masks, strict=True)]
+            self.kernel.store_support(self.kernel.fit(torch.cat(u), torch.cat(y)))
+        finally:
+            self.train(was)
+
+    def _kernel_spots(self, slide: SlideInputs, h: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.ndaife(slide.image, slide.nuclei) if h is None else h
+        return self.kernel.spots(slide.image, self._spots(h, slide))
+
+    def _kernel_genes(self, genes: GeneInputs, context: GeneInputs | None, h: torch.Tensor, support) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gene weights ``(G, k + d)`` and biases ``(G,)`` over the kernel head's spot vectors."""
+        if context is None or context.n_genes == 0:
+            raise InputError(None, "ALIGN-ST's kernel head got no context genes", "pass the seen genes as context")
+        visual = self.pggp.visual_stream(h)
+        z = self._embed(genes, visual, drop=self.training)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and bool(self.config["context_grad"])):
+            zc = self._embed(context, visual)
+        z_all = torch.cat([z, zc])
+        if self.asig is not None:
+            z_all = self.asig(z_all, z_all.shape[0])
+        zq, zs = z_all[: genes.n_genes], z_all[genes.n_genes :]
+        self.last_gene_vectors = zq.detach()
+        if support is not None:  # training: fit the context genes on the given spots
+            u, y, fit = support
+            w = self.kernel.fit(u[fit], y[fit])
+        else:
+            ids = context.ids
+            if ids is None or bool((ids < 0).any()) or int(ids.max()) >= self.kernel.support_w.shape[1]:
+                raise InputError(None, "ALIGN-ST's kernel head got context genes that are not its seen genes", "pass the run's seen genes as context")
+            w = self.kernel.support_w[:, ids]
+        a = self.kernel.mixing(genes.pooled, zq, context.pooled, zs)
+        # pred = m + (F - m) A^T = F B with B = 1 1^T / S + (I - 1 1^T / S) A^T: linear in [u, 1]
+        s = w.shape[1]
+        b = (a - a.mean(1, keepdim=True)).T + 1.0 / s
+        wb = w @ b
+        return wb[:-1].T, wb[-1]
+
     # -- public interface ---------------------------------------------------------------------
     def encode_spots(self, slide: SlideInputs) -> torch.Tensor:
-        """Spot embeddings ``(N, d_model)``."""
+        """Spot embeddings ``(N, d_model)`` (kernel head: ``(N, k + d_model)``)."""
+        if self.kernel is not None:
+            return self._kernel_spots(slide)
         return self._spots(self.ndaife(slide.image, slide.nuclei), slide)
 
     def encode_genes(
         self, genes: GeneInputs, slide: SlideInputs, context: GeneInputs | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Gene weights ``(G, d_model)`` and biases ``(G,)``; they depend on the slide (PGGP)."""
-        return self._genes(genes, context, self.ndaife(slide.image, slide.nuclei))[:2]
+        h = self.ndaife(slide.image, slide.nuclei)
+        if self.kernel is not None:
+            return self._kernel_genes(genes, context, h, None)
+        return self._genes(genes, context, h)[:2]
 
     def forward(
-        self, slide: SlideInputs, genes: GeneInputs, context: GeneInputs | None = None
+        self,
+        slide: SlideInputs,
+        genes: GeneInputs,
+        context: GeneInputs | None = None,
+        support: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Predicted expression ``(N, G)``; NDAIFE runs once for both sides."""
+        """Predicted expression ``(N, G)``; NDAIFE runs once for both sides.
+
+        ``support`` (kernel head, training): the context genes' targets ``(N, C)`` and the
+        spots ``(N,)`` bool to fit them on; without it the stored fits of the seen genes are
+        used.
+        """
         h = self.ndaife(slide.image, slide.nuclei)
+        if self.kernel is not None:
+            u = self._kernel_spots(slide, h)
+            sup = None if support is None else (u, *support)
+            w, b = self._kernel_genes(genes, context, h, sup)
+            return u @ w.T + b
         w, b, heads = self._genes(genes, context, h)
         # kept for diagnostics (the trainer's gene-vector cosine) without a second text pass
         self.last_gene_vectors = w.detach()

@@ -214,7 +214,8 @@ class GeneshotModel:
             src = [g if g in genes.texts else n for g, n in zip(src, names)]
         idx = genes.index(src)
         ids = None
-        if self.model_config.get("gene_memory"):
+        # seen-gene slots: the gene memory's rows, the kernel head's stored fits
+        if self.model_config.get("gene_memory") or self.model_config.get("head") == "kernel":
             slot = {g: i for i, g in enumerate(self.contract.seen_genes)}
             ids = torch.tensor([slot.get(g, -1) for g in names], dtype=torch.long)
         return GeneInputs(
@@ -323,6 +324,8 @@ class GeneshotModel:
         device = _device(accelerator)
         if self.model_config.get("gene_memory"):
             self.model_config["gene_memory"] = len(self.contract.seen_genes)  # one slot per seen gene
+        if self.model_config.get("head") == "kernel":
+            self.model_config["n_support"] = len(self.contract.seen_genes)  # one stored fit per seen gene
         self.module = create_model(self.name, **{**self.model_config, **self._dims()})
         if self.spec.base:
             from geneshot.train._composite import fit_composite
@@ -352,6 +355,12 @@ class GeneshotModel:
 
             with deterministic():
                 self.common_keep = choose_keep(self, slides, ys, self._genes(genes, seen), device)
+        if getattr(self.module, "uses_support", False):
+            # the stored fits for prediction: every seen gene on every training spot
+            with deterministic():
+                self.module.fit_support(
+                    [sl.to(device) for sl in slides], [y.to(device) for y in ys], [torch.ones(sl.n_spots, dtype=torch.bool, device=device) for sl in slides]
+                )
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()

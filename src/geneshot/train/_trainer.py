@@ -133,6 +133,12 @@ def _fit_torch(
     ys = [y.to(device) for y in ys]
     masks = [m.to(device) for m in masks]
     mod = gm.module.to(device)
+    # a head that reads the seen genes' fits (ALIGN-ST's kernel head): its fixed spot axes
+    # come from the fitting sections' features, and each step fits the context genes on half
+    # of the section's loss spots and scores the output genes on the other half
+    support = bool(getattr(mod, "uses_support", False))
+    if support:
+        mod.set_anchor(torch.cat([slides[i].image for i in fit_slides]).cpu().numpy())
     opt = torch.optim.AdamW(mod.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     rank, world = rank_world()
     # slides per optimiser step over all processes: all fitting sections by default, else
@@ -177,7 +183,13 @@ def _fit_torch(
                 if r % world != rank:
                     continue
                 m = masks[i]
-                pred = mod(slides[i], out_genes, ctx)
+                if support:
+                    fit = torch.from_numpy(rng.random(slides[i].n_spots) < 0.5).to(device)
+                    ctx_cols = torch.from_numpy(ctx_idx).to(device)
+                    pred = mod(slides[i], out_genes, ctx, support=(ys[i][:, ctx_cols], m & fit))
+                    m = m & ~fit
+                else:
+                    pred = mod(slides[i], out_genes, ctx)
                 target = ys[i][m][:, cols]
                 loss = mse_pcc_loss(pred[m], target, tc.pcc_weight)
                 if tc.gene_specific_weight:
@@ -195,6 +207,8 @@ def _fit_torch(
             # identical BatchNorm statistics -> identical validation on all ranks
             average_buffers(mod)
         t2 = time.perf_counter()
+        if support:  # the seen genes' fits under this epoch's weights, from the loss spots
+            mod.fit_support([slides[i] for i in fit_slides], [ys[i] for i in fit_slides], [masks[i] for i in fit_slides])
         scores = validate(
             mod, slides, ys, masks, val_slides, gin, val_genes, val_ctx, shuffle, exact_shuffle
         )
@@ -257,7 +271,7 @@ def _fit_torch(
             )
             break
     if best_state is not None:
-        mod.load_state_dict(best_state)
+        mod.load_state_dict(best_state)  # with the support fits made for that epoch's validation
     gm.best_val = best
     # what was held out of the loss, for choices made after training (train._composite)
     gm.validation = {

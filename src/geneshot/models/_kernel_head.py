@@ -1,0 +1,124 @@
+"""ALIGN-ST's kernel head [I]: unseen genes read off the seen genes' fitted maps.
+
+The paper's head is a dot product of a spot vector and a gene vector. Trained on a few
+sections, its gene vectors for unseen genes collapse onto one direction (BENCHMARKS.md). The
+kernel head keeps what makes the closed-form ``gene-kernel`` work and learns inside it:
+
+1. each spot is described by ``u = [a, s * x, 1]``: ``a`` the training spots' top principal
+   components of the frozen image features (fixed; scaled to unit mean square norm), ``x``
+   ALIGN-ST's spot embedding (NDAIFE, GraphSAGE) with a learned scale ``s``;
+2. every seen ("support") gene gets a ridge fit ``F_j = u . W_j`` (closed form, so it is
+   differentiable; penalty ``alpha`` learned);
+3. a gene ``q`` is predicted as ``m + sum_j A_qj (F_j - m)``, ``m`` the mean of the support
+   fits (the common pattern) and ``A = K_QS (K_SS + lambda I)^-1`` kernel ridge in gene
+   space, with ``K = exp(gamma (cos_text - 1) + beta (cos_z - 1))``: ``cos_text`` between the
+   gene encoder's pooled vectors (fixed), ``cos_z`` between ALIGN-ST's gene embeddings (PGGP,
+   ASIG). ``beta`` starts near 0 and ``s`` small, so training starts at gene-kernel.
+
+In training the support genes are the step's context genes, fitted on half of the section's
+spots; the loss is on the other half, for the step's output genes: each step is a small
+zero-shot problem. At prediction the support is every seen gene, fitted once on all training
+spots (:meth:`KernelHead.fit_support`, stored in the state dict).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geneshot.errors import InputError
+
+
+def _ridge(u: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """``(p + 1, S)`` ridge coefficients (last row: intercept) of ``y`` on ``u``, mean loss."""
+    n = u.shape[0]
+    um, ym = u.mean(0, keepdim=True), y.mean(0, keepdim=True)
+    uc, yc = u - um, y - ym
+    gram = uc.T @ uc / n + alpha * torch.eye(u.shape[1], dtype=u.dtype, device=u.device)
+    w = torch.linalg.solve(gram, uc.T @ yc / n)
+    return torch.cat([w, ym - um @ w])
+
+
+class KernelHead(nn.Module):
+    """The parameters and buffers of the kernel head (see the module docstring).
+
+    Parameters
+    ----------
+    cfg
+        ALIGN-ST config: ``d_img``, ``d_model``, ``kernel_anchor`` (principal components in
+        ``a``), ``kernel_gamma`` / ``kernel_lambda`` / ``ridge_alpha`` (initial values),
+        ``n_support`` (seen genes; set by the trainer).
+    """
+
+    def __init__(self, cfg: dict) -> None:
+        super().__init__()
+        k, d = int(cfg["kernel_anchor"]), int(cfg["d_model"])
+        self.register_buffer("anchor_mean", torch.zeros(cfg["d_img"]))
+        self.register_buffer("anchor_proj", torch.zeros(cfg["d_img"], k))
+        self.register_buffer("support_w", torch.zeros(k + d + 1, max(int(cfg["n_support"]), 1)))
+        self.log_gamma = nn.Parameter(torch.tensor(math.log(cfg["kernel_gamma"])))
+        self.log_lambda = nn.Parameter(torch.tensor(math.log(cfg["kernel_lambda"])))
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg["ridge_alpha"])))
+        self.log_beta = nn.Parameter(torch.tensor(-4.0))
+        self.spot_scale = nn.Parameter(torch.tensor(0.05))
+
+    @torch.no_grad()
+    def set_anchor(self, features: np.ndarray) -> None:
+        """Principal axes of the (standardised) training features, scaled to unit norm per spot."""
+        x = np.asarray(features, np.float64)
+        mean = x.mean(0)
+        k = self.anchor_proj.shape[1]
+        _, sv, vt = np.linalg.svd(x - mean, full_matrices=False)
+        k_eff = min(k, vt.shape[0])
+        proj = np.zeros((x.shape[1], k))
+        proj[:, :k_eff] = vt[:k_eff].T
+        total = float((sv[:k_eff] ** 2).sum()) / len(x)
+        self.anchor_mean.copy_(torch.from_numpy(mean).float())
+        self.anchor_proj.copy_(torch.from_numpy(proj / math.sqrt(max(total, 1e-12))).float())
+
+    def spots(self, image: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``u = [a, s * x]`` ``(N, k + d)`` (the intercept is added by the ridge)."""
+        a = (image - self.anchor_mean) @ self.anchor_proj
+        xs = F.layer_norm(x, x.shape[-1:]) / math.sqrt(x.shape[-1])
+        return torch.cat([a, self.spot_scale * xs], dim=1)
+
+    def fit(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Ridge coefficients ``(k + d + 1, S)`` of support targets ``y`` on spots ``u``."""
+        return _ridge(u, y, self.log_alpha.exp())
+
+    @torch.no_grad()
+    def store_support(self, w: torch.Tensor) -> None:
+        """Keep every seen gene's coefficients for prediction."""
+        if w.shape != self.support_w.shape:
+            raise InputError(
+                None,
+                f"support coefficients of shape {tuple(w.shape)}, the head holds {tuple(self.support_w.shape)}",
+                "set model config 'n_support' to the number of seen genes",
+            )
+        self.support_w.copy_(w)
+
+    def mixing(
+        self, tq: torch.Tensor, zq: torch.Tensor, ts: torch.Tensor, zs: torch.Tensor
+    ) -> torch.Tensor:
+        """``A = K_QS (K_SS + lambda I)^-1``, ``(Q, S)``."""
+        tq, ts, zq, zs = (F.normalize(v, dim=-1) for v in (tq, ts, zq, zs))
+        gamma, beta = self.log_gamma.exp(), self.log_beta.exp()
+
+        def kernel(ta, za, tb, zb):
+            return torch.exp(gamma * (ta @ tb.T - 1.0) + beta * (za @ zb.T - 1.0))
+
+        kss = kernel(ts, zs, ts, zs)
+        eye = torch.eye(len(ts), dtype=kss.dtype, device=kss.device)
+        # (K_SS + lambda I) is symmetric positive definite: A^T = solve(K_SS + lambda I, K_SQ)
+        return torch.linalg.solve(kss + self.log_lambda.exp() * eye, kernel(ts, zs, tq, zq)).T
+
+    @staticmethod
+    def predict(u: torch.Tensor, w: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``m + (F - m) A^T`` with ``F = [u, 1] w`` the support fits, ``(N, Q)``."""
+        f = u @ w[:-1] + w[-1]
+        m = f.mean(1, keepdim=True)
+        return m + (f - m) @ a.T

@@ -1,0 +1,132 @@
+"""ALIGN-ST's kernel head: unseen genes read off the seen genes' fits by kernel ridge in gene space."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from geneshot.data import TargetTransform
+from geneshot.errors import InputError
+from geneshot.models import create_model
+from geneshot.models._kernel_head import KernelHead
+from geneshot.train import GeneshotModel
+from tests.models.test_models import TINY, make_genes, make_slide
+from tests.models.test_planted_signal import CONFIGS, FIT, mean_pcc, planted
+
+KERNEL = {"head": "kernel", "kernel_anchor": 4}
+
+
+def _head(n_support=6, d_img=16, d=8):
+    cfg = {
+        "d_img": d_img,
+        "d_model": d,
+        "kernel_anchor": 4,
+        "kernel_gamma": 5.0,
+        "kernel_lambda": 0.1,
+        "ridge_alpha": 1e-3,
+        "n_support": n_support,
+    }
+    return KernelHead(cfg)
+
+
+def test_the_head_is_kernel_ridge_over_the_support_fits():
+    torch.manual_seed(0)
+    head = _head()
+    u = torch.randn(40, 12)
+    y = torch.randn(40, 6)
+    w = head.fit(u, y)
+    # the ridge: centred normal equations with the mean loss
+    uc, yc = u - u.mean(0), y - y.mean(0)
+    expect = torch.linalg.solve(uc.T @ uc / 40 + 1e-3 * torch.eye(12), uc.T @ yc / 40)
+    assert torch.allclose(w[:-1], expect, atol=1e-4)
+    tq, ts, zq, zs = torch.randn(3, 5), torch.randn(6, 5), torch.randn(3, 4), torch.randn(6, 4)
+    a = head.mixing(tq, zq, ts, zs)
+    f = u @ w[:-1] + w[-1]
+    m = f.mean(1, keepdim=True)
+    kss = torch.exp(
+        5.0
+        * (
+            torch.nn.functional.normalize(ts, dim=1) @ torch.nn.functional.normalize(ts, dim=1).T
+            - 1
+        )
+    )
+    # beta starts near zero: the kernel is (almost) the text kernel alone
+    kqs = torch.exp(
+        5.0
+        * (
+            torch.nn.functional.normalize(tq, dim=1) @ torch.nn.functional.normalize(ts, dim=1).T
+            - 1
+        )
+    )
+    a_text = kqs @ torch.linalg.inv(kss + 0.1 * torch.eye(6))
+    assert torch.allclose(a, a_text, atol=0.05)
+    pred = m + (f - m) @ a.T
+    assert pred.shape == (40, 3)
+
+
+def test_predictions_decompose_over_spot_vectors_and_need_seen_context():
+    torch.manual_seed(0)
+    model = create_model("align-st", **{**TINY["align-st"], **KERNEL, "n_support": 8}).eval()
+    genes = make_genes()
+    seen, unseen = genes.select(range(8)), genes.select(range(8, genes.n_genes))
+    seen.ids = torch.arange(8)
+    slide = make_slide(2)
+    model.set_anchor(slide.image.numpy())
+    y = torch.randn(slide.n_spots, 8)
+    model.fit_support([slide], [y], [torch.ones(slide.n_spots, dtype=torch.bool)])
+    with torch.no_grad():
+        pred = model(slide, unseen, seen)
+        w, b = model.encode_genes(unseen, slide, context=seen)
+        z = model.encode_spots(slide)
+    assert torch.allclose(pred, z @ w.T + b, atol=1e-4)
+    with pytest.raises(InputError, match="no context genes"):
+        model(slide, unseen)
+    stranger = genes.select(range(8))
+    stranger.ids = torch.full((8,), -1)
+    with pytest.raises(InputError, match="not its seen genes"):
+        model(slide, unseen, stranger)
+
+
+@pytest.fixture(scope="module")
+def kernel_run():
+    torch.set_num_threads(1)
+    train, test, pg, seen, unseen = planted(seed=0)
+    target = TargetTransform.fit([s.adata for s in train], "libsize")
+    m = GeneshotModel(
+        "align-st",
+        "zero-shot",
+        {**FIT, "time_budget_s": 0, "val_context": 100},
+        **{**CONFIGS["align-st"], **KERNEL},
+    )
+    m.train(
+        train, pg, seen_genes=seen, unseen_genes=unseen, target=target, features={}, progress=False
+    )
+    return m, test, pg, unseen, target.transform(test.adata, unseen)
+
+
+def test_kernel_head_predicts_held_out_genes_from_text(kernel_run):
+    m, test, pg, unseen, y = kernel_run
+    assert m.module.kernel.support_w.abs().sum() > 0  # the stored fits were made
+    depth = GeneshotModel("depth", "zero-shot", {}, n_components=4)
+    train, *_ = planted(seed=0)
+    depth.train(
+        train,
+        pg,
+        seen_genes=m.contract.seen_genes,
+        unseen_genes=unseen,
+        target=m.target,
+        features={},
+        progress=False,
+    )
+    assert (
+        mean_pcc(y, m.predict(test, pg, unseen, shrink=0.0))
+        > mean_pcc(y, depth.predict(test, pg, unseen)) + 0.3
+    )
+
+
+def test_kernel_run_round_trips(kernel_run, tmp_path):
+    m, test, pg, unseen, _ = kernel_run
+    again = GeneshotModel.load(m.save(tmp_path / "run"))
+    assert torch.equal(again.module.kernel.support_w, m.module.kernel.support_w)
+    assert np.allclose(again.predict(test, pg, unseen), m.predict(test, pg, unseen), atol=1e-5)
