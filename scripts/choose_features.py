@@ -19,7 +19,9 @@ through :func:`geneshot.workflow.train_model`, exactly as the benchmark trains t
 The selection score is the mean of the two. With ``--what gene-encoder`` the candidates
 are the registered gene encoders (on the default image features) and the models the two
 closed-form zero-shot baselines that read nothing but the gene vectors and the seen genes'
-image fits: ``text-knn`` and ``gene-kernel``. Every prepared input comes from the geneshot
+image fits: ``text-knn`` and ``gene-kernel``. With ``--what trainer`` / ``--what head`` the
+candidates are ALIGN-ST training losses / heads with and without the validation keep rule,
+scored by ``align-st`` alone. Every prepared input comes from the geneshot
 cache and every fold's scores are kept in ``--scores`` (JSON), so a rerun only fits what
 is missing. Prints a markdown table (inner means, picks, outer scores, seconds per
 candidate) and writes the long table to ``--csv``.
@@ -75,12 +77,23 @@ TRAINER_CANDIDATES: dict[str, dict] = {
     "plain loss": {"train": FIXED_EPOCHS},
     "+ gene-specific loss": {"train": {**FIXED_EPOCHS, "gene_specific_weight": 1.0}},
 }
+# ALIGN-ST's head and the validation keep rule (train._fallback), at its default 40 epochs:
+# candidates are TrainConfig ("train") and model config ("model") overrides
+_KERNEL = {"head": "kernel"}
+_KERNEL_TRAIN = {"context_per_step": 256, "val_context": 512}
+HEAD_CANDIDATES: dict[str, dict] = {
+    "dot, keep all": {"train": {"keep_rule": False}},
+    "dot + keep rule": {"train": {}},
+    "kernel, keep all": {"train": {**_KERNEL_TRAIN, "keep_rule": False}, "model": _KERNEL},
+    "kernel + keep rule": {"train": _KERNEL_TRAIN, "model": _KERNEL},
+}
 TRAINER_MODELS = {"align-st": "zero-shot"}
 # what --what chooses: its candidates and the models that score them
 WHAT = {
     "features": (CANDIDATES, MODELS),
     "gene-encoder": (GENE_CANDIDATES, GENE_MODELS),
     "trainer": (TRAINER_CANDIDATES, TRAINER_MODELS),
+    "head": (HEAD_CANDIDATES, TRAINER_MODELS),
 }
 
 
@@ -93,6 +106,7 @@ def score_fold(
     split_memo: dict,
     models: dict[str, str],
     train_config: dict | None = None,
+    model_config: dict | None = None,
 ) -> dict[str, float]:
     """Per-section PCC@M on ``test`` of each model trained on ``train`` with ``config``."""
     tr = [prepared[s] for s in train]
@@ -113,6 +127,7 @@ def score_fold(
             config,
             progress=False,
             train_config=train_config,
+            model_config=model_config,
         )
         summary, *_ = evaluate(model, [prepared[test]], genes, split.unseen)
         out[name] = float(summary["per_section"]["pcc_m"])
@@ -126,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--what",
-        choices=["features", "gene-encoder", "trainer"],
+        choices=list(WHAT),
         default="features",
-        help="choose the image-feature config, the gene encoder or ALIGN-ST's training loss",
+        help="choose the image-feature config, the gene encoder, ALIGN-ST's training loss or its head and keep rule",
     )
     ap.add_argument(
         "--inner-folds",
@@ -168,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     for cand in names:
         cand_cfg = dict(candidates[cand])
         train_config = cand_cfg.pop("train", None)
+        model_config = cand_cfg.pop("model", None)
         config = FeatureConfig(**cand_cfg)
         t0 = time.perf_counter()
         prepared = {
@@ -187,7 +203,15 @@ def main(argv: list[str] | None = None) -> int:
                 if k not in scores:
                     t1 = time.perf_counter()
                     scores[k] = score_fold(
-                        prepared, train, test, config, cache, split_memo, models, train_config
+                        prepared,
+                        train,
+                        test,
+                        config,
+                        cache,
+                        split_memo,
+                        models,
+                        train_config,
+                        model_config,
                     )
                     scores[k]["seconds"] = time.perf_counter() - t1
                     args.scores.write_text(json.dumps(scores, indent=1))

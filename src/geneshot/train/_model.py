@@ -91,6 +91,9 @@ class TrainConfig:
     slides_per_step: int = 0  # 0 = all training sections; with torchrun, at least the world size
     gene_sampling: str = "signal"  # "signal": genes drawn with weight ~ spatial signal; "uniform"
     select_on: str = "gene_specific"  # model selection on gene-specific ("gene_specific") or plain ("pcc") PCC
+    # zero-shot torch models: keep only the share of their own maps that validation supports
+    # (train._fallback); False keeps them all
+    keep_rule: bool = True
 
     def to_dict(self) -> dict:
         """Plain dict."""
@@ -350,7 +353,7 @@ class GeneshotModel:
 
         names = names or [f"section{i}" for i in range(len(slides))]
         fit_torch(self, slides, ys, genes, seen, names, device, progress)
-        if self.setting == "zero-shot":
+        if self.setting == "zero-shot" and self.train_config.keep_rule:
             from geneshot.train._fallback import choose_keep
 
             with deterministic():
