@@ -86,6 +86,14 @@ HEAD_CANDIDATES: dict[str, dict] = {
     "dot + keep rule": {"train": {}},
     "kernel, keep all": {"train": {**_KERNEL_TRAIN, "keep_rule": False}, "model": _KERNEL},
     "kernel + keep rule": {"train": _KERNEL_TRAIN, "model": _KERNEL},
+    # how long the kernel head trains (it starts at a closed-form kernel ridge)
+    "kernel, keep all, 5 epochs": {"train": {**_KERNEL_TRAIN, "keep_rule": False, "max_epochs": 5}, "model": _KERNEL},
+    "kernel, keep all, 15 epochs": {"train": {**_KERNEL_TRAIN, "keep_rule": False, "max_epochs": 15}, "model": _KERNEL},
+}
+# SGN with and without the validation keep rule
+SGN_CANDIDATES: dict[str, dict] = {
+    "sgn + keep rule": {"train": {}},
+    "sgn, keep all": {"train": {"keep_rule": False}},
 }
 TRAINER_MODELS = {"align-st": "zero-shot"}
 # what --what chooses: its candidates and the models that score them
@@ -94,6 +102,7 @@ WHAT = {
     "gene-encoder": (GENE_CANDIDATES, GENE_MODELS),
     "trainer": (TRAINER_CANDIDATES, TRAINER_MODELS),
     "head": (HEAD_CANDIDATES, TRAINER_MODELS),
+    "sgn-keep": (SGN_CANDIDATES, {"sgn": "zero-shot"}),
 }
 
 

@@ -32,8 +32,9 @@ TINY = {
         "d_model": 16,
         "top_k": 3,
         "n_prompts": 2,
+        "n_support": 8,  # the kernel head's stored fits: the 8 seen genes of the test below
     },
-    "permuted-text": {"d_img": D_IMG, "d_text": D_T, "nuclei_size": S, "d_model": 16, "top_k": 3},
+    "permuted-text": {"d_img": D_IMG, "d_text": D_T, "nuclei_size": S, "d_model": 16, "top_k": 3, "n_support": 8},
     "sgn": {"d_img": D_IMG, "d_text": D_T, "hidden": 32, "d_model": 16},
     "ridge": {"n_components": 8},
     "text-knn": {"n_components": 8, "k": 3},
@@ -41,7 +42,7 @@ TINY = {
     "gene-kernel": {"n_components": 8, "cv_spots": 50, "cv_top": 0},
 }
 # a stacked model's module is ALIGN-ST (its base is tested under the base's own name)
-TINY["align-st+kernel"] = TINY["align-st+ref"] = TINY["align-st"]
+TINY["align-st-paper"] = TINY["align-st+kernel"] = TINY["align-st+ref"] = TINY["align-st"]
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +89,15 @@ def test_every_registered_model(name):
     n = test.n_spots
     if spec.kind == "torch":
         assert isinstance(model, GeneExpressionModule)
-        pred = model(test, seen)
+        extra = {}
+        if getattr(model, "uses_support", False):
+            # a head over the seen genes' fits: context genes carry their seen-gene slots, the
+            # training forward fits them on the given spots, prediction reads the stored fits
+            seen.ids = torch.arange(8)
+            model.set_anchor(torch.cat([s.image for s in slides]).numpy())
+            model.fit_support(slides, [torch.rand(s.n_spots, 8) for s in slides], [torch.ones(s.n_spots, dtype=torch.bool) for s in slides])
+            extra = {"context": seen, "support": (torch.rand(n, 8), torch.arange(n) % 2 == 0)}
+        pred = model(test, seen, **extra)
         assert pred.shape == (n, 8) and torch.isfinite(pred).all()
         target = torch.rand(n, 8)
         mse_pcc_loss(pred, target).backward()
@@ -121,7 +130,7 @@ def test_every_registered_model(name):
 )
 def test_align_st_ablation_switches(flag):
     torch.manual_seed(0)
-    model = create_model("align-st", **TINY["align-st"], **{flag: False})
+    model = create_model("align-st-paper", **TINY["align-st"], **{flag: False})
     pred = model(make_slide(), make_genes(), context=make_genes(5, seed=3))
     assert pred.shape == (N_ROWS * N_COLS, G) and torch.isfinite(pred).all()
     pred.sum().backward()
@@ -135,7 +144,7 @@ def test_align_st_ablation_switches(flag):
 
 def test_text_and_visual_prompts_both_off_runs_plain_encoder():
     model = create_model(
-        "align-st", **TINY["align-st"], use_text_prompts=False, use_visual_prompts=False
+        "align-st-paper", **TINY["align-st"], use_text_prompts=False, use_visual_prompts=False
     )
     assert model.pggp.n_prompts == 0
     assert model(make_slide(), make_genes()).shape == (N_ROWS * N_COLS, G)
@@ -156,7 +165,7 @@ def test_asig_topk_neighbours_include_context_and_exclude_self():
 def test_context_changes_align_st_output_but_not_sgn():
     torch.manual_seed(0)
     slide, genes, ctx = make_slide(), make_genes(4), make_genes(8, seed=5)
-    for name, changes in [("align-st", True), ("sgn", False)]:
+    for name, changes in [("align-st-paper", True), ("sgn", False)]:
         model = create_model(name, **TINY[name]).eval()
         with torch.no_grad():
             a, b = model(slide, genes), model(slide, genes, context=ctx)
@@ -166,7 +175,7 @@ def test_context_changes_align_st_output_but_not_sgn():
 
 def test_gradient_reaches_nuclei_branch_and_nuclei_none_falls_back():
     torch.manual_seed(0)
-    model = create_model("align-st", **TINY["align-st"])
+    model = create_model("align-st-paper", **TINY["align-st"])
     # the branch's output projection starts at zero: one step opens it, the next reaches the convs
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     for _ in range(2):
@@ -183,7 +192,7 @@ def test_gradient_reaches_nuclei_branch_and_nuclei_none_falls_back():
 
 
 def test_wrong_nuclei_size_raises():
-    model = create_model("align-st", **{**TINY["align-st"], "nuclei_size": 56})
+    model = create_model("align-st-paper", **{**TINY["align-st"], "nuclei_size": 56})
     with pytest.raises(InputError, match="nuclei_size"):
         model(make_slide(), make_genes())
 
@@ -246,7 +255,7 @@ def test_estimator_rejects_bad_targets():
 
 
 def test_registry_api():
-    assert set(list_models()) == {"align-st", "sgn", "permuted-text", "ridge", "text-knn", "depth", "gene-kernel", "ref-impute", "align-st+ref", "align-st+kernel"}
+    assert set(list_models()) == {"align-st", "sgn", "permuted-text", "ridge", "text-knn", "depth", "gene-kernel", "ref-impute", "align-st+ref", "align-st+kernel", "align-st-paper"}
     assert "ridge" not in list_models("zero-shot") and "ridge" in list_models("supervised")
     assert default_config("permuted-text")["permute_text"] is True
     assert default_config("align-st")["permute_text"] is False

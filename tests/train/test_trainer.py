@@ -12,7 +12,8 @@ from geneshot.prepare import PreparedGenes, PreparedSection
 from geneshot.train import GeneshotModel, _trainer
 from geneshot.train._trainer import gene_specific_pcc
 
-MODEL_CFG = {"dropout": 0.0, "n_text_layers": 1, "d_model": 16, "n_heads": 2, "use_ndaife": False}
+# the trainer's mechanics on the paper's head (the kernel head's path: tests/models/test_kernel_head.py)
+MODEL_CFG = {"dropout": 0.0, "n_text_layers": 1, "d_model": 16, "n_heads": 2, "use_ndaife": False, "head": "dot"}
 
 
 def sections_of_sizes(sizes, n_genes=24, seed=0):

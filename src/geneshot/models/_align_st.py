@@ -70,11 +70,13 @@ ALIGN_ST_DEFAULTS: dict = {
     # Off by default: on the inner split (C2–C4, scripts/trainer_curves.py) it scored within
     # noise of the plain head, and with it predictions no longer decompose as spots @ w.T + b.
     "common_component": False,
-    # geneshot addition [I]: "dot" (the paper's head: spot . gene vector + bias) or "kernel"
-    # (models/_kernel_head.py: every gene read off the seen genes' ridge fits by kernel ridge in
-    # gene space, the kernel from the gene encoder and ALIGN-ST's gene embeddings; the
-    # context genes must be seen genes, and the trainer passes their targets)
-    "head": "dot",
+    # geneshot addition [I]: "kernel" (models/_kernel_head.py: every gene read off the seen
+    # genes' ridge fits by kernel ridge in gene space, the kernel from the gene encoder and
+    # ALIGN-ST's gene embeddings; the context genes must be seen genes, and the trainer passes
+    # their targets) or "dot" (the paper's head: spot . gene vector + bias; model
+    # `align-st-paper`). The kernel head won 5 of 5 outer folds of the nested CV
+    # (scripts/choose_features.py --what head, BENCHMARKS.md).
+    "head": "kernel",
     "kernel_anchor": 256,  # principal components of the image features in the spot vector
     "kernel_gamma": 10.0,  # initial sharpness of the text kernel (learned)
     "kernel_lambda": 0.1,  # initial ridge penalty in gene space (learned)
@@ -309,6 +311,8 @@ class AlignST(GeneExpressionModule):
     def __init__(self, **config) -> None:
         super().__init__()
         cfg = {**ALIGN_ST_DEFAULTS, **config}
+        if cfg["head"] not in ("dot", "kernel"):
+            raise InputError(None, f"unknown ALIGN-ST head {cfg['head']!r}", "use 'dot' or 'kernel'")
         self.config = cfg
         d = cfg["d_model"]
         self.ndaife = NDAIFE(cfg)
@@ -316,7 +320,8 @@ class AlignST(GeneExpressionModule):
         self.gene_proj = nn.Linear(d, d)  # CLS -> Z in D_e [I, §2.3 "Output"]
         self.pooled_proj = nn.Linear(cfg["d_text"], d) if cfg["use_pooled"] else None
         self.asig = ASIG(d, cfg["top_k"]) if cfg["use_asig"] else None
-        self.gene_bias = nn.Linear(d, 1)
+        # the dot head's per-gene bias (the kernel head takes each gene's level from the fits)
+        self.gene_bias = nn.Linear(d, 1) if cfg["head"] == "dot" else None
         self.gene_shared = nn.Parameter(torch.zeros(d)) if cfg["shared_gene_vector"] else None
         n_mem = int(cfg["gene_memory"])
         self.memory = nn.Embedding(n_mem, d) if n_mem > 0 else None
@@ -327,8 +332,6 @@ class AlignST(GeneExpressionModule):
             SpotSAGE(d, cfg["n_graph_layers"], residual=True) if cfg["use_spot_graph"] else None
         )
         self.spot_out = nn.Linear(d, d)
-        if cfg["head"] not in ("dot", "kernel"):
-            raise InputError(None, f"unknown ALIGN-ST head {cfg['head']!r}", "use 'dot' or 'kernel'")
         self.kernel = KernelHead(cfg) if cfg["head"] == "kernel" else None
         if cfg["common_component"]:
             self.common_spot = nn.Linear(d, 1)  # m(spot)

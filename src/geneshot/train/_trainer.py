@@ -27,6 +27,7 @@ import torch
 
 from geneshot._progress import progress_bar
 from geneshot.data import validation_split, validation_spot_mask
+from geneshot.errors import InputError
 from geneshot.models import GeneInputs, gene_specific_loss, mse_pcc_loss
 from geneshot.train._distributed import (
     all_reduce_grads,
@@ -171,6 +172,8 @@ def _fit_torch(
             k = min(tc.genes_per_step, len(train_genes))
             pick = np.sort(rng.choice(train_genes, k, replace=False, p=p_gene))
             ctx_idx = None
+            if support and not (gm.setting == "zero-shot" and tc.context_per_step):
+                raise InputError(None, f"model {gm.name!r} reads the seen genes' fits but the trainer passes no context genes", "train zero-shot with context_per_step > 0")
             if gm.setting == "zero-shot" and tc.context_per_step:
                 rest = np.setdiff1d(train_genes, pick)
                 if len(rest):
@@ -178,16 +181,18 @@ def _fit_torch(
             out_genes = gin.select(torch.from_numpy(pick))
             ctx = None if ctx_idx is None else gin.select(torch.from_numpy(ctx_idx))
             cols = torch.from_numpy(pick).to(device)
+            # the spots each slide fits its context genes on (support heads), drawn for every
+            # slide of the step on every rank so that the ranks' random streams stay in step
+            fits = {i: torch.from_numpy(rng.random(slides[i].n_spots) < 0.5).to(device) for i in step} if support else {}
             opt.zero_grad()
             for r, i in enumerate(step):
                 if r % world != rank:
                     continue
                 m = masks[i]
                 if support:
-                    fit = torch.from_numpy(rng.random(slides[i].n_spots) < 0.5).to(device)
                     ctx_cols = torch.from_numpy(ctx_idx).to(device)
-                    pred = mod(slides[i], out_genes, ctx, support=(ys[i][:, ctx_cols], m & fit))
-                    m = m & ~fit
+                    pred = mod(slides[i], out_genes, ctx, support=(ys[i][:, ctx_cols], m & fits[i]))
+                    m = m & ~fits[i]
                 else:
                     pred = mod(slides[i], out_genes, ctx)
                 target = ys[i][m][:, cols]
