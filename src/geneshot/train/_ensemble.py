@@ -178,18 +178,27 @@ class Ensemble:
 
         Deep ensemble: mean and spread across members. One member: its deterministic
         prediction, and the spread of ``mc_samples`` passes with dropout on (seeded by
-        ``seed``), or NaN when the model has no dropout.
+        ``seed``), or NaN when the model has no dropout. The spread is that of the members'
+        own maps, before any shrinkage toward the common pattern: shrunk all the way, every
+        member predicts the same common pattern, and a spread of zero would claim certainty
+        where the gene-specific part is least known.
         """
         preds = [m.predict(section, genes, names, context=context) for m in self.members]
         mean = np.mean(preds, axis=0).astype(np.float32) if len(preds) > 1 else preds[0]
         if not spread:
             return mean, np.full_like(mean, np.nan)
-        if len(preds) > 1:
-            return mean, np.std(preds, axis=0).astype(np.float32)
-        if self.uncertainty == "mc-dropout":
-            samples = self._mc_samples(section, genes, names, context, seed)
-            return mean, np.std(samples, axis=0).astype(np.float32)
-        return mean, np.full_like(mean, np.nan)
+        shifts = [dict(m.last_shift) for m in self.members]  # of the predictions returned
+        try:
+            if len(preds) > 1:
+                own = [m.predict(section, genes, names, context=context, shrink=0.0) for m in self.members]
+                return mean, np.std(own, axis=0).astype(np.float32)
+            if self.uncertainty == "mc-dropout":
+                samples = self._mc_samples(section, genes, names, context, seed)
+                return mean, np.std(samples, axis=0).astype(np.float32)
+            return mean, np.full_like(mean, np.nan)
+        finally:
+            for m, shift in zip(self.members, shifts, strict=True):
+                m.last_shift = shift
 
     def _mc_samples(self, section, genes, names, context, seed: int) -> np.ndarray:
         m = self.members[0]
@@ -207,7 +216,7 @@ class Ensemble:
                 torch.manual_seed(seed)
                 return np.stack(
                     [
-                        m.predict(section, genes, names, context=context)
+                        m.predict(section, genes, names, context=context, shrink=0.0)
                         for _ in range(self.mc_samples)
                     ]
                 )

@@ -178,6 +178,12 @@ def _fit_torch(
                 rest = np.setdiff1d(train_genes, pick)
                 if len(rest):
                     ctx_idx = rng.choice(rest, min(tc.context_per_step, len(rest)), replace=False)
+            if support and ctx_idx is None:
+                # every training gene is an output gene of the step (a small gene set): half
+                # of them are fitted, the other half predicted from those fits
+                if len(pick) < 2:
+                    raise InputError(None, f"model {gm.name!r} needs at least 2 training genes, got {len(pick)}", "train on more seen genes (--seen-pool)")
+                pick, ctx_idx = pick[len(pick) // 2 :], pick[: len(pick) // 2]
             out_genes = gin.select(torch.from_numpy(pick))
             ctx = None if ctx_idx is None else gin.select(torch.from_numpy(ctx_idx))
             cols = torch.from_numpy(pick).to(device)
