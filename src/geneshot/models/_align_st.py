@@ -291,7 +291,7 @@ class ASIG(nn.Module):
 
 
 class AlignST(GeneExpressionModule):
-    """ALIGN-ST: NDAIFE -> PGGP -> ASIG on the gene side, GraphSAGE on the spot side, dot product.
+    """ALIGN-ST: NDAIFE -> PGGP -> ASIG on the gene side, GraphSAGE on the spot side, a head.
 
     Parameters
     ----------
@@ -300,8 +300,13 @@ class AlignST(GeneExpressionModule):
 
     Notes
     -----
-    Head [I, §2.5]: ``y = z_i . w_c + b_c`` where ``w_c`` is the ASIG output, L2-normalised when
-    ``normalize_gene`` (default, as SGN [C]; it keeps unseen genes' weights on the scale of the
+    Two heads (config ``head``). ``"kernel"`` (default, geneshot's [I]): see
+    :mod:`geneshot.models._kernel_head`; spots are ``[a, s x]`` (fixed principal components
+    of the image features and the spot side below), genes are read off the seen genes' ridge
+    fits by kernel ridge in gene space, the kernel from the gene encoder's vectors and the
+    gene side below (PGGP, then ASIG over output and context genes together).
+    ``"dot"``, the paper's head [I, §2.5] (model ``align-st-paper``): ``y = z_i . w_c + b_c``
+    where ``w_c`` is the ASIG output, L2-normalised when ``normalize_gene`` (default, as SGN [C]; it keeps unseen genes' weights on the scale of the
     seen ones, so the prediction scale lives on the spot side), and ``b_c = Linear(F_c)`` (a
     per-gene bias from the gene side, as SGN). The spot side [I, §2.5 "exactly as SGN"]:
     projection, ``n_graph_layers`` residual hetero-SAGE layers over 'near' + 'knn' edges, linear.
