@@ -90,6 +90,15 @@ HEAD_CANDIDATES: dict[str, dict] = {
     "kernel, keep all, 5 epochs": {"train": {**_KERNEL_TRAIN, "keep_rule": False, "max_epochs": 5}, "model": _KERNEL},
     "kernel, keep all, 15 epochs": {"train": {**_KERNEL_TRAIN, "keep_rule": False, "max_epochs": 15}, "model": _KERNEL},
 }
+# ALIGN-ST (kernel head, its default training) with and without each stage: a stage stays on
+# when it adds >= 0.005 PCC@M to the inner mean (the rule, on inner folds only)
+STAGE_CANDIDATES: dict[str, dict] = {
+    "all stages": {"model": {}},
+    "no_ndaife": {"model": {"use_ndaife": False}},
+    "no_prompts": {"model": {"use_text_prompts": False, "use_visual_prompts": False}},
+    "no_asig": {"model": {"use_asig": False}},
+    "no_spot_graph": {"model": {"use_spot_graph": False}},
+}
 # SGN with and without the validation keep rule
 SGN_CANDIDATES: dict[str, dict] = {
     "sgn + keep rule": {"train": {}},
@@ -103,6 +112,7 @@ WHAT = {
     "trainer": (TRAINER_CANDIDATES, TRAINER_MODELS),
     "head": (HEAD_CANDIDATES, TRAINER_MODELS),
     "sgn-keep": (SGN_CANDIDATES, {"sgn": "zero-shot"}),
+    "stages": (STAGE_CANDIDATES, TRAINER_MODELS),
 }
 
 

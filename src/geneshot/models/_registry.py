@@ -63,8 +63,13 @@ def _align_st_on_base(base_config: dict | None = None, **config) -> AlignST:
     return AlignST(**config)
 
 
-# The paper's head. Stacked models learn a residual with it, as measured (BENCHMARKS.md).
-_PAPER = {**ALIGN_ST_DEFAULTS, "head": "dot"}
+# The paper's configuration: every stage on, the dot-product head. Stacked models learn a
+# residual with it, as measured (BENCHMARKS.md).
+_PAPER = {
+    **ALIGN_ST_DEFAULTS,
+    "head": "dot",
+    **dict.fromkeys(("use_ndaife", "use_text_prompts", "use_visual_prompts", "use_asig", "use_spot_graph"), True),
+}
 _ESTIMATOR_DEFAULTS = {"n_components": 256, "alphas": None, "use_nuclei": False}
 
 MODELS: dict[str, ModelSpec] = {
