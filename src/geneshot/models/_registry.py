@@ -80,14 +80,14 @@ MODELS: dict[str, ModelSpec] = {
             "torch",
             AlignST,
             ALIGN_ST_DEFAULTS,
-            "ALIGN-ST: nuclei-aware image features, dual-stream prompted text encoder, gene graph (ASIG), GraphSAGE spots; kernel head over the seen genes' fits",
+            "ALIGN-ST, geneshot defaults: kernel head over the seen genes' fits; the paper's stages off (none added 0.005 by nested CV; switches use_ndaife, use_*_prompts, use_asig, use_spot_graph)",
         ),
         ModelSpec(
             "align-st-paper",
             "torch",
             AlignST,
             _PAPER,
-            "ALIGN-ST as published: the same stages with the dot-product head (spot . gene vector + bias)",
+            "ALIGN-ST as published: nuclei-aware image features, dual-stream prompted text encoder, gene graph (ASIG), GraphSAGE spots, dot-product head",
         ),
         ModelSpec(
             "align-st+ref",
