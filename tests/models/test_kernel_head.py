@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from geneshot.data import TargetTransform
 from geneshot.errors import InputError
 from geneshot.models import create_model
 from geneshot.models._kernel_head import KernelHead
 from geneshot.train import GeneshotModel
 from tests.models.test_models import TINY, make_genes, make_slide
-from tests.models.test_planted_signal import CONFIGS, FIT, mean_pcc, planted
+from tests.models.test_planted_signal import CONFIGS, FIT, fit_planted, mean_pcc, planted
 
 KERNEL = {"head": "kernel", "kernel_anchor": 4}
 
@@ -90,35 +89,21 @@ def test_predictions_decompose_over_spot_vectors_and_need_seen_context():
 
 @pytest.fixture(scope="module")
 def kernel_run():
-    torch.set_num_threads(1)
-    train, test, pg, seen, unseen = planted(seed=0)
-    target = TargetTransform.fit([s.adata for s in train], "libsize")
-    m = GeneshotModel(
+    data = planted(seed=0)
+    m = fit_planted(
         "align-st",
-        "zero-shot",
+        data,
         {**FIT, "time_budget_s": 0, "val_context": 100},
         **{**CONFIGS["align-st"], **KERNEL},
     )
-    m.train(
-        train, pg, seen_genes=seen, unseen_genes=unseen, target=target, features={}, progress=False
-    )
-    return m, test, pg, unseen, target.transform(test.adata, unseen)
+    _, test, pg, _, unseen = data
+    return m, test, pg, unseen, m.target.transform(test.adata, unseen)
 
 
 def test_kernel_head_predicts_held_out_genes_from_text(kernel_run):
     m, test, pg, unseen, y = kernel_run
     assert m.module.kernel.support_w.abs().sum() > 0  # the stored fits were made
-    depth = GeneshotModel("depth", "zero-shot", {}, n_components=4)
-    train, *_ = planted(seed=0)
-    depth.train(
-        train,
-        pg,
-        seen_genes=m.contract.seen_genes,
-        unseen_genes=unseen,
-        target=m.target,
-        features={},
-        progress=False,
-    )
+    depth = fit_planted("depth", planted(seed=0), {}, n_components=4)
     assert (
         mean_pcc(y, m.predict(test, pg, unseen, shrink=0.0))
         > mean_pcc(y, depth.predict(test, pg, unseen)) + 0.3

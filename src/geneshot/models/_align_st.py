@@ -360,19 +360,9 @@ class AlignST(GeneExpressionModule):
     def _genes(
         self, genes: GeneInputs, context: GeneInputs | None, h: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        visual = self.pggp.visual_stream(h)
         # Context genes join the ASIG graph but are not output [I, §5.7: unseen + seen at test].
         use_context = context is not None and context.n_genes > 0 and self.asig is not None
-        z = self._embed(genes, visual, drop=self.training)
-        if use_context:
-            # Context genes are fixed neighbours for this step [I]: no gradient through them,
-            # which makes a large context (closer to the test-time graph of all seen genes)
-            # affordable in training.
-            with torch.set_grad_enabled(
-                torch.is_grad_enabled() and bool(self.config["context_grad"])
-            ):
-                zc = self._embed(context, visual)
-            z = torch.cat([z, zc])
+        z = self._embed_with_context(genes, context if use_context else None, h)
         f = self.asig(z, genes.n_genes) if self.asig is not None else z
         if self.gene_shared is not None:
             f = f + self.gene_shared
@@ -381,6 +371,20 @@ class AlignST(GeneExpressionModule):
         heads = self.common_gene(f) if self.config["common_component"] else None
         w = F.normalize(f, dim=-1) if self.config["normalize_gene"] else f
         return w, b, heads
+
+    def _embed_with_context(
+        self, genes: GeneInputs, context: GeneInputs | None, h: torch.Tensor
+    ) -> torch.Tensor:
+        """Z of the output genes, then of the context genes (if any), in one tensor."""
+        visual = self.pggp.visual_stream(h)
+        z = self._embed(genes, visual, drop=self.training)
+        if context is None:
+            return z
+        # Context genes are fixed for this step [I]: no gradient through them, which makes a
+        # large context (closer to the test-time set of all seen genes) affordable in training.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and bool(self.config["context_grad"])):
+            zc = self._embed(context, visual)
+        return torch.cat([z, zc])
 
     def _embed(self, genes: GeneInputs, visual, drop: bool = False) -> torch.Tensor:
         """Z for a gene set, in chunks (bounds memory with thousands of context genes)."""
@@ -432,11 +436,7 @@ class AlignST(GeneExpressionModule):
         """Gene weights ``(G, k + d)`` and biases ``(G,)`` over the kernel head's spot vectors."""
         if context is None or context.n_genes == 0:
             raise InputError(None, "ALIGN-ST's kernel head got no context genes", "pass the seen genes as context")
-        visual = self.pggp.visual_stream(h)
-        z = self._embed(genes, visual, drop=self.training)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and bool(self.config["context_grad"])):
-            zc = self._embed(context, visual)
-        z_all = torch.cat([z, zc])
+        z_all = self._embed_with_context(genes, context, h)
         if self.asig is not None:
             z_all = self.asig(z_all, z_all.shape[0])
         zq, zs = z_all[: genes.n_genes], z_all[genes.n_genes :]
@@ -445,16 +445,8 @@ class AlignST(GeneExpressionModule):
             u, y, fit = support
             w = self.kernel.fit(u[fit], y[fit])
         else:
-            ids = context.ids
-            if ids is None or bool((ids < 0).any()) or int(ids.max()) >= self.kernel.support_w.shape[1]:
-                raise InputError(None, "ALIGN-ST's kernel head got context genes that are not its seen genes", "pass the run's seen genes as context")
-            w = self.kernel.support_w[:, ids]
-        a = self.kernel.mixing(genes.pooled, zq, context.pooled, zs)
-        # pred = m + (F - m) A^T = F B with B = 1 1^T / S + (I - 1 1^T / S) A^T: linear in [u, 1]
-        s = w.shape[1]
-        b = (a - a.mean(1, keepdim=True)).T + 1.0 / s
-        wb = w @ b
-        return wb[:-1].T, wb[-1]
+            w = self.kernel.stored(context.ids)
+        return self.kernel.gene_weights(w, self.kernel.mixing(genes.pooled, zq, context.pooled, zs))
 
     # -- public interface ---------------------------------------------------------------------
     def encode_spots(self, slide: SlideInputs) -> torch.Tensor:

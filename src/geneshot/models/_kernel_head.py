@@ -116,9 +116,22 @@ class KernelHead(nn.Module):
         # (K_SS + lambda I) is symmetric positive definite: A^T = solve(K_SS + lambda I, K_SQ)
         return torch.linalg.solve(kss + self.log_lambda.exp() * eye, kernel(ts, zs, tq, zq)).T
 
+    def stored(self, ids: torch.Tensor | None) -> torch.Tensor:
+        """The stored fits ``(k + d + 1, C)`` of the context genes with seen-gene slots ``ids``."""
+        if ids is None or bool((ids < 0).any()) or int(ids.max()) >= self.support_w.shape[1]:
+            raise InputError(
+                None,
+                "ALIGN-ST's kernel head got context genes that are not its seen genes",
+                "pass the run's seen genes as context",
+            )
+        return self.support_w[:, ids]
+
     @staticmethod
-    def predict(u: torch.Tensor, w: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """``m + (F - m) A^T`` with ``F = [u, 1] w`` the support fits, ``(N, Q)``."""
-        f = u @ w[:-1] + w[-1]
-        m = f.mean(1, keepdim=True)
-        return m + (f - m) @ a.T
+    def gene_weights(w: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weights ``(Q, k + d)`` and biases ``(Q,)`` over ``u`` of ``m + (F - m) A^T``.
+
+        With ``F = [u, 1] w`` the support fits and ``m`` their mean, the prediction is
+        ``F B`` with ``B = 1 1^T / S + (I - 1 1^T / S) A^T``: linear in ``[u, 1]``.
+        """
+        wb = w @ ((a - a.mean(1, keepdim=True)).T + 1.0 / w.shape[1])
+        return wb[:-1].T, wb[-1]

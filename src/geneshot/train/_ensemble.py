@@ -183,22 +183,17 @@ class Ensemble:
         member predicts the same common pattern, and a spread of zero would claim certainty
         where the gene-specific part is least known.
         """
-        preds = [m.predict(section, genes, names, context=context) for m in self.members]
+        # each member's own maps once; the spread is theirs, the mean is shrunk as predict shrinks
+        own = [m.predict(section, genes, names, context=context, shrink=0.0) for m in self.members]
+        spread_ = np.full_like(own[0], np.nan)
+        if spread and len(own) > 1:
+            spread_ = np.std(own, axis=0).astype(np.float32)
+        elif spread and self.uncertainty == "mc-dropout":
+            spread_ = np.std(self._mc_samples(section, genes, names, context, seed), axis=0).astype(np.float32)
+        # last, so that every member's last_shift describes the returned prediction
+        preds = [m.shrink_prediction(section, o) for m, o in zip(self.members, own, strict=True)]
         mean = np.mean(preds, axis=0).astype(np.float32) if len(preds) > 1 else preds[0]
-        if not spread:
-            return mean, np.full_like(mean, np.nan)
-        shifts = [dict(m.last_shift) for m in self.members]  # of the predictions returned
-        try:
-            if len(preds) > 1:
-                own = [m.predict(section, genes, names, context=context, shrink=0.0) for m in self.members]
-                return mean, np.std(own, axis=0).astype(np.float32)
-            if self.uncertainty == "mc-dropout":
-                samples = self._mc_samples(section, genes, names, context, seed)
-                return mean, np.std(samples, axis=0).astype(np.float32)
-            return mean, np.full_like(mean, np.nan)
-        finally:
-            for m, shift in zip(self.members, shifts, strict=True):
-                m.last_shift = shift
+        return mean, spread_
 
     def _mc_samples(self, section, genes, names, context, seed: int) -> np.ndarray:
         m = self.members[0]

@@ -422,6 +422,10 @@ class GeneshotModel:
             out = self.module(slide, gin, ctx)
         return self._shrunk(section, slide, out.cpu().numpy().astype(np.float32), shrink)
 
+    def shrink_prediction(self, section: PreparedSection, pred: np.ndarray, shrink: float | None = None) -> np.ndarray:
+        """Move the model's own maps (``predict(..., shrink=0.0)``) toward the common pattern as ``predict`` does."""
+        return self._shrunk(section, self._slide(section), pred, shrink)
+
     def _shrunk(self, section: PreparedSection, slide: SlideInputs, pred: np.ndarray, shrink: float | None) -> np.ndarray:
         """Lean toward the common pattern as far as the section's image features have shifted."""
         if self.common is None:
@@ -490,7 +494,8 @@ class GeneshotModel:
             raise InputError(run_dir, "not a geneshot run folder (run.json / weights.pt missing)", "pass the --out folder of `geneshot train`")
         meta = read_run_file(meta_path)
         model_config = dict(meta["model_config"])
-        if "head" in MODELS.get(meta.get("model"), MODELS["align-st"]).defaults:
+        spec = MODELS.get(meta.get("model"))
+        if spec is not None and "head" in spec.defaults:
             model_config.setdefault("head", "dot")  # runs saved before the kernel head had the dot head
         try:
             self = cls(meta["model"], meta["setting"], meta["train_config"], **model_config)
