@@ -23,17 +23,21 @@ image fits: ``text-knn`` and ``gene-kernel``. With ``--what trainer`` / ``--what
 candidates are ALIGN-ST training losses / heads with and without the validation keep rule,
 scored by ``align-st`` alone. Every prepared input comes from the geneshot
 cache and every fold's scores are kept in ``--scores`` (JSON), so a rerun only fits what
-is missing. Prints a markdown table (inner means, picks, outer scores, seconds per
+is missing. With ``--what augment`` the candidates add training data to the frozen
+features (stain-jittered copies of the training sections; a small adapter trained on the
+seen genes), scored by ridge, gene-kernel and depth. Prints a markdown table (inner means, picks, outer scores, seconds per
 candidate) and writes the long table to ``--csv``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -42,7 +46,8 @@ import pandas as pd
 
 from geneshot.cache import Cache
 from geneshot.data import TargetTransform
-from geneshot.prepare import FeatureConfig
+from geneshot.image import StainJitter
+from geneshot.prepare import FeatureConfig, prepare_sections
 from geneshot.workflow import evaluate, load_sections, split_and_describe, train_model
 
 SECTIONS = ["C2", "C3", "C4", "C5", "C6"]
@@ -87,8 +92,14 @@ HEAD_CANDIDATES: dict[str, dict] = {
     "kernel, keep all": {"train": {**_KERNEL_TRAIN, "keep_rule": False}, "model": _KERNEL},
     "kernel + keep rule": {"train": _KERNEL_TRAIN, "model": _KERNEL},
     # how long the kernel head trains (it starts at a closed-form kernel ridge)
-    "kernel, keep all, 5 epochs": {"train": {**_KERNEL_TRAIN, "keep_rule": False, "max_epochs": 5}, "model": _KERNEL},
-    "kernel, keep all, 15 epochs": {"train": {**_KERNEL_TRAIN, "keep_rule": False, "max_epochs": 15}, "model": _KERNEL},
+    "kernel, keep all, 5 epochs": {
+        "train": {**_KERNEL_TRAIN, "keep_rule": False, "max_epochs": 5},
+        "model": _KERNEL,
+    },
+    "kernel, keep all, 15 epochs": {
+        "train": {**_KERNEL_TRAIN, "keep_rule": False, "max_epochs": 15},
+        "model": _KERNEL,
+    },
 }
 # ALIGN-ST (kernel head, its default training) with and without each stage: a stage stays on
 # when it adds >= 0.005 PCC@M to the inner mean (the issue's rule, on inner folds only)
@@ -105,6 +116,17 @@ SGN_CANDIDATES: dict[str, dict] = {
     "sgn, keep all": {"train": {"keep_rule": False}},
 }
 TRAINER_MODELS = {"align-st": "zero-shot"}
+# what the seen genes' training data may add to the frozen features (issue "Image features
+# that see more"): stain-augmented copies of the training sections (one HED jitter per copy
+# and section, as another lab's staining), or a small adapter trained on the seen genes.
+# Candidates are "augment" / "adapter" settings read by score_fold, not FeatureConfig keys.
+AUGMENT_CANDIDATES: dict[str, dict] = {
+    "frozen": {},
+    "stain x1": {"augment": {"copies": 1, "sigma": 0.05}},
+    "stain x2": {"augment": {"copies": 2, "sigma": 0.05}},
+    "features+adapter": {"adapter": {"hidden": 256, "epochs": 30}},
+}
+AUGMENT_MODELS = {"ridge": "supervised", "gene-kernel": "zero-shot", "depth": "zero-shot"}
 # what --what chooses: its candidates and the models that score them
 WHAT = {
     "features": (CANDIDATES, MODELS),
@@ -113,7 +135,63 @@ WHAT = {
     "head": (HEAD_CANDIDATES, TRAINER_MODELS),
     "sgn-keep": (SGN_CANDIDATES, {"sgn": "zero-shot"}),
     "stages": (STAGE_CANDIDATES, TRAINER_MODELS),
+    "augment": (AUGMENT_CANDIDATES, AUGMENT_MODELS),
 }
+
+
+def stain_copies(
+    sections: list, config: FeatureConfig, cache: Cache, copies: int, sigma: float
+) -> list:
+    """``copies`` stain-jittered copies of each section (seeded by section and copy; cached)."""
+    out = []
+    for s in sections:
+        for c in range(copies):
+            jitter = StainJitter(sigma, seed=zlib.crc32(f"{s.name}:{c}".encode()))
+            out += prepare_sections([s.adata], config, cache=cache, progress=False, augment=jitter)
+    return out
+
+
+def with_adapter(
+    train: list, test, genes: list[str], target, hidden: int, epochs: int
+) -> tuple[list, object]:
+    """Append a small adapter's features: an MLP from the frozen features to the seen genes.
+
+    One hidden layer (GELU, dropout) trained on the training sections' z-scored seen-gene
+    targets; its hidden units are appended (scaled to the frozen block's spread) to every
+    section's features, so the models downstream choose what to use.
+    """
+    import torch
+
+    torch.manual_seed(0)
+    x = np.vstack([s.image for s in train]).astype(np.float32)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    y = np.vstack([target.transform(s.adata, genes) for s in train])
+    z = torch.from_numpy(((y - y.mean(0)) / (y.std(0) + 1e-6)).astype(np.float32))
+    net = torch.nn.Sequential(
+        torch.nn.Dropout(0.2),
+        torch.nn.Linear(x.shape[1], hidden),
+        torch.nn.GELU(),
+        torch.nn.Dropout(0.5),
+    )
+    head = torch.nn.Linear(hidden, z.shape[1])
+    opt = torch.optim.AdamW([*net.parameters(), *head.parameters()], 1e-3, weight_decay=1e-2)
+    xt = torch.from_numpy((x - mu) / sd)
+    for _ in range(epochs):
+        for b in torch.randperm(len(xt)).split(128):
+            loss = ((head(net(xt[b])) - z[b]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+
+    def adapted(s):
+        with torch.no_grad():
+            h = net(torch.from_numpy((s.image.astype(np.float32) - mu) / sd)).numpy()
+        return dataclasses.replace(
+            s, image=np.hstack([s.image, h * float(sd.mean() / (h.std() + 1e-6))])
+        )
+
+    return [adapted(s) for s in train], adapted(test)
 
 
 def score_fold(
@@ -126,20 +204,29 @@ def score_fold(
     models: dict[str, str],
     train_config: dict | None = None,
     model_config: dict | None = None,
+    augment: dict | None = None,
+    adapter: dict | None = None,
 ) -> dict[str, float]:
     """Per-section PCC@M on ``test`` of each model trained on ``train`` with ``config``."""
     tr = [prepared[s] for s in train]
+    test_section = prepared[test]
     key = (tuple(train), config.gene_encoder)
     if key not in split_memo:  # the gene split depends on counts only, not on the image features
         split_memo[key] = split_and_describe(tr, config, cache=cache, progress=False)
     split, genes = split_memo[key]
     target = TargetTransform.fit([s.adata for s in tr], "libsize")
+    fit_on = tr
+    if adapter:
+        fit_on, test_section = with_adapter(tr, test_section, list(split.seen), target, **adapter)
+    if augment:
+        # the split and the target transform stay those of the real sections
+        fit_on = tr + stain_copies(tr, config, cache, **augment)
     out = {}
     for name, setting in models.items():
         model = train_model(
             name,
             setting,
-            tr,
+            fit_on,
             genes,
             split,
             target,
@@ -148,7 +235,7 @@ def score_fold(
             train_config=train_config,
             model_config=model_config,
         )
-        summary, *_ = evaluate(model, [prepared[test]], genes, split.unseen)
+        summary, *_ = evaluate(model, [test_section], genes, split.unseen)
         out[name] = float(summary["per_section"]["pcc_m"])
     return out
 
@@ -203,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         cand_cfg = dict(candidates[cand])
         train_config = cand_cfg.pop("train", None)
         model_config = cand_cfg.pop("model", None)
+        extra = {k: cand_cfg.pop(k) for k in ("augment", "adapter") if k in cand_cfg}
         config = FeatureConfig(**cand_cfg)
         t0 = time.perf_counter()
         prepared = {
@@ -231,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                         models,
                         train_config,
                         model_config,
+                        **extra,
                     )
                     scores[k]["seconds"] = time.perf_counter() - t1
                     args.scores.write_text(json.dumps(scores, indent=1))

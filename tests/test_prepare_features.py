@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from geneshot.cache import Cache
-from geneshot.image import ring_operators, spot_xy_um
+from geneshot.image import StainJitter, ring_operators, spot_xy_um
 from geneshot.io import make_section
 from geneshot.prepare import FeatureConfig, prepare_sections
 
@@ -51,10 +51,10 @@ def section(tmp_path_factory):
     )
 
 
-def _prep(section, cache, **kw):
+def _prep(section, cache, augment=None, **kw):
     kw = {"fov_um": (), "context_um": (), **kw}  # off unless asked: the defaults have both
     cfg = FeatureConfig(nuclei=False, patch_px=64, **kw)
-    (p,) = prepare_sections([section], cfg, cache=cache, progress=False)
+    (p,) = prepare_sections([section], cfg, cache=cache, progress=False, augment=augment)
     return p.image
 
 
@@ -87,3 +87,14 @@ def test_each_window_is_cached_on_its_own(section, tmp_path):
     _prep(section, cache, fov_um=(224, 448), context_um=(150,))
     assert cache.misses == {"patches": 1, "image-features": 1}
     assert cache.hits == {"patches": 2, "image-features": 2}
+
+
+def test_stain_augmented_copy_is_its_own_cache_entry(section, tmp_path):
+    cache = Cache(tmp_path / "cache")
+    plain = _prep(section, cache)
+    jittered = _prep(section, cache, augment=StainJitter(0.3, seed=1))
+    assert cache.misses == {"patches": 2, "image-features": 2}  # not the plain entry
+    assert jittered.shape == plain.shape and not np.allclose(jittered, plain)
+    again = _prep(section, cache, augment=StainJitter(0.3, seed=1))
+    np.testing.assert_array_equal(again, jittered)
+    assert cache.hits == {"patches": 1, "image-features": 1}

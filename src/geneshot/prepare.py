@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anndata as ad
 import numpy as np
@@ -19,6 +20,9 @@ from geneshot._constants import DEFAULT_PATCH_PX, DEFAULT_PATCH_UM, Key
 from geneshot.cache import Cache, hash_parts
 from geneshot.errors import InputError
 from geneshot.io._section import section_id, section_meta
+
+if TYPE_CHECKING:
+    from geneshot.image import StainJitter
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +177,7 @@ def prepare_sections(
     timer: Timer | None = None,
     stain_reference: np.ndarray | None = None,
     context: bool = True,
+    augment: StainJitter | None = None,
 ) -> list[PreparedSection]:
     """Patches, image features (own window, larger windows, context rings) and nuclei maps.
 
@@ -189,6 +194,9 @@ def prepare_sections(
         Append the context rings of ``config.context_um``. False leaves them out, for a
         caller that prepares a section in chunks and adds them over the whole section with
         :func:`add_context` (tile-mode prediction).
+    augment
+        A stain perturbation applied to every patch (after any normalisation): the
+        sections' features as another lab's staining would give them, cached apart.
     """
     from geneshot.encoders.image import create_image_encoder
     from geneshot.image import StainNormalizer, spot_patches
@@ -202,6 +210,10 @@ def prepare_sections(
             stain_reference = _default_stain_reference(sections[0])
         stain = StainNormalizer(config.stain, stain_reference)
         stain_key = f"{config.stain}:{hash_parts(stain_reference)}"
+    if augment is not None:
+        normalise = stain
+        stain = augment if normalise is None else (lambda rgb: augment(normalise(rgb)))
+        stain_key = f"{stain_key}+{augment.key}" if stain_key else augment.key
     encoder = None
 
     def embed(pt: dict) -> tuple[np.ndarray, dict]:

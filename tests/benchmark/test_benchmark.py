@@ -237,6 +237,16 @@ def test_resume_trains_nothing(first_run, data_dir):
     assert (out / "results.csv").read_text() == before
 
 
+@pytest.mark.parametrize("path", sorted(SMOKE.parent.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_resolves_to_registered_models(path):
+    from geneshot.benchmark import resolve_config
+    from geneshot.models import list_models
+
+    cfg = resolve_config(path)
+    assert cfg["methods"]
+    assert {m["model"] for m in cfg["methods"].values()} <= set(list_models())
+
+
 def test_bad_config_is_an_input_error(tmp_path):
     from geneshot.benchmark import resolve_config
 

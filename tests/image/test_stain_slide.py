@@ -1,4 +1,4 @@
-"""Stain normalisation and windowed slide reading on synthetic images."""
+"""Stain normalisation, stain augmentation and windowed slide reading on synthetic images."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import tifffile
 from PIL import Image
 
 from geneshot.errors import InputError
-from geneshot.image import SlideImage, StainNormalizer
+from geneshot.image import SlideImage, StainJitter, StainNormalizer
 
 
 def he_like(seed: int, tint=(0, 0, 0)) -> np.ndarray:
@@ -34,6 +34,27 @@ def test_stain_normalisation_moves_colour_towards_reference(method):
 def test_unknown_stain_method():
     with pytest.raises(InputError, match="unknown stain normalisation"):
         StainNormalizer("vahadane", he_like(0))
+
+
+def test_stain_jitter_is_one_slide_level_draw_per_seed():
+    a, b = he_like(0), he_like(1)
+    jitter = StainJitter(0.2, seed=3)
+    out_a, out_b = jitter(a), jitter(b)
+    assert out_a.dtype == np.uint8 and out_a.shape == a.shape
+    # a real change of colour, but the same tissue: pixels keep their order of darkness
+    assert np.abs(out_a.astype(int) - a).mean() > 2
+    assert np.corrcoef(out_a.sum(-1).ravel(), a.sum(-1).ravel())[0, 1] > 0.9
+    # one draw per seed: the same factors on every patch, other factors for another seed
+    np.testing.assert_array_equal(StainJitter(0.2, seed=3)(b), out_b)
+    assert not np.array_equal(StainJitter(0.2, seed=4)(a), out_a)
+    assert StainJitter(0.2, seed=3).key != StainJitter(0.2, seed=4).key
+    # no jitter: the colour-deconvolution round trip only
+    assert np.abs(StainJitter(0.0)(a).astype(int) - a).mean() < 4
+
+
+def test_stain_jitter_rejects_bad_settings():
+    with pytest.raises(InputError, match="sigma"):
+        StainJitter(1.5)
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
