@@ -25,7 +25,8 @@ scored by ``align-st`` alone. Every prepared input comes from the geneshot
 cache and every fold's scores are kept in ``--scores`` (JSON), so a rerun only fits what
 is missing. With ``--what augment`` the candidates add training data to the frozen
 features (stain-jittered copies of the training sections; a small adapter trained on the
-seen genes), scored by ridge, gene-kernel and depth. Prints a markdown table (inner means, picks, outer scores, seconds per
+seen genes; the encoder's last block fine-tuned on them), scored by ridge, gene-kernel and
+depth. Prints a markdown table (inner means, picks, outer scores, seconds per
 candidate) and writes the long table to ``--csv``.
 """
 
@@ -118,13 +119,16 @@ SGN_CANDIDATES: dict[str, dict] = {
 TRAINER_MODELS = {"align-st": "zero-shot"}
 # what the seen genes' training data may add to the frozen features (issue "Image features
 # that see more"): stain-augmented copies of the training sections (one HED jitter per copy
-# and section, as another lab's staining), or a small adapter trained on the seen genes.
-# Candidates are "augment" / "adapter" settings read by score_fold, not FeatureConfig keys.
+# and section, as another lab's staining), a small adapter trained on the seen genes, or the
+# encoder's last block fine-tuned on them. "augment" / "adapter" are settings read by
+# score_fold; "finetune" is a FeatureConfig key.
 AUGMENT_CANDIDATES: dict[str, dict] = {
     "frozen": {},
     "stain x1": {"augment": {"copies": 1, "sigma": 0.05}},
     "stain x2": {"augment": {"copies": 2, "sigma": 0.05}},
     "features+adapter": {"adapter": {"hidden": 256, "epochs": 30}},
+    # the encoder's last block fine-tuned on each model's training genes (train._finetune)
+    "finetune": {"finetune": True},
 }
 AUGMENT_MODELS = {"ridge": "supervised", "gene-kernel": "zero-shot", "depth": "zero-shot"}
 # what --what chooses: its candidates and the models that score them
@@ -234,6 +238,7 @@ def score_fold(
             progress=False,
             train_config=train_config,
             model_config=model_config,
+            cache=cache,
         )
         summary, *_ = evaluate(model, [test_section], genes, split.unseen)
         out[name] = float(summary["per_section"]["pcc_m"])

@@ -583,3 +583,42 @@ def test_tile_mode_uses_the_training_windows_and_rings(data_dir, tmp_path, monke
     assert steps2 == {(1, 1), (1, -1), (-1, 1), (-1, -1), (0, 2), (0, -2), (2, 0), (-2, 0)}
     own = chunked.image[:, : 2 * 1280]
     np.testing.assert_allclose(chunked.image[:, 2 * 1280 : 4 * 1280], ops[0] @ own, rtol=1e-4, atol=1e-5)
+
+
+def test_tile_mode_reads_the_fine_tuned_encoder(data_dir, tmp_path, monkeypatch):
+    """A run that fine-tuned its encoder's last block: tiles carry the trunk activations
+    (chunked like the features) and the prediction reads them through the fine-tuned top."""
+    from geneshot.data import TargetTransform
+    from geneshot.train import GeneshotModel
+    from geneshot.train._ensemble import Ensemble
+    from geneshot.workflow import GeneSplit, genes_for, load_sections, train_model
+
+    feats = FeatureConfig(nuclei=False, patch_px=64, fov_um=(), context_um=(), finetune=True)
+    cache = Cache()
+    secs = load_sections("her2st", data_dir, ["C1", "C2"], feats, cache=cache, progress=False)
+    assert secs[0].trunk is not None and secs[0].trunk.shape[0] == secs[0].adata.n_obs
+    split = GeneSplit(seen=SEEN, unseen=UNSEEN)
+    genes = genes_for(split, feats, cache=cache, progress=False)
+    target = TargetTransform.fit([s.adata for s in secs], "libsize")
+    model = train_model("depth", "zero-shot", secs, genes, split, target, feats, progress=False, cache=cache)
+    model.save(tmp_path / "run")
+    assert GeneshotModel.load(tmp_path / "run").image_top is not None
+
+    seen = []
+    original = Ensemble.predict_with_uncertainty
+
+    def spy(self, section, *args, **kwargs):
+        seen.append((section, self.members[0]._adapt(section)))
+        return original(self, section, *args, **kwargs)
+
+    monkeypatch.setattr(Ensemble, "predict_with_uncertainty", spy)
+    image = _image(data_dir)
+    kw = dict(mpp=MPP, cache=cache, progress=False)
+    a = predict_image(tmp_path / "run", image, PREDICT, chunk=7, **kw)
+    b = predict_image(tmp_path / "run", image, PREDICT, chunk=10**6, **kw)
+    (chunked, adapted), (whole, _) = seen
+    assert chunked.trunk.shape[0] == a.n_obs > 14
+    np.testing.assert_array_equal(chunked.trunk, whole.trunk)
+    np.testing.assert_allclose(a.X, b.X, rtol=1e-5, atol=1e-6)
+    # the own window the model reads is the fine-tuned top's, not the frozen encoder's
+    assert not np.allclose(adapted.image, chunked.image)

@@ -31,7 +31,14 @@ IMAGE_FEATURES_VERSION = "image-features-v1"
 CONTEXT_ON = ("all", "patch")
 # FeatureConfig keys added after runs were first saved, with the value that reproduces those
 # runs' features; a saved contract without a key means this value, not today's default
-FEATURES_OFF = {"fov_um": [], "context_um": [], "context_on": "all", "gene_encoder": "description"}
+FEATURES_OFF = {
+    "fov_um": [],
+    "context_um": [],
+    "context_on": "all",
+    "gene_encoder": "description",
+    "finetune": False,
+}
+IMAGE_TRUNK_VERSION = "image-trunk-v1"
 
 
 @dataclass
@@ -48,12 +55,16 @@ class PreparedSection:
         (n_spots, C, S, S) nuclei-distribution maps, or None when nuclei are off.
     nuclei_summary
         (n_spots, K) per-patch nuclei statistics, or None.
+    trunk
+        (n_spots, C, s, s) float16 activations of the own window before the image
+        encoder's last block (``FeatureConfig.finetune``), or None.
     """
 
     adata: ad.AnnData
     image: np.ndarray
     nuclei: np.ndarray | None = None
     nuclei_summary: np.ndarray | None = None
+    trunk: np.ndarray | None = None
 
     @property
     def name(self) -> str:
@@ -114,6 +125,9 @@ class FeatureConfig:
     fov_um: tuple[float, ...] = (224.0, 448.0)  # larger windows around each spot (µm)
     context_um: tuple[float, ...] = (300.0, 500.0)  # outer radii of the context rings (µm)
     context_on: str = "all"  # what the rings average: "all" (patch + windows) or "patch"
+    # keep the own window's activations before the encoder's last block, so that a model
+    # fine-tunes that block on its seen genes (train._finetune; effnet-lite encoders)
+    finetune: bool = False
 
     def __post_init__(self) -> None:
         # JSON (contracts, YAML) stores lists: accept any sequence, keep tuples
@@ -134,6 +148,12 @@ class FeatureConfig:
                 None,
                 f"gene_encoder {self.gene_encoder!r} is not a registered gene encoder",
                 f"use one of: {', '.join(GENE_ENCODERS)}",
+            )
+        if self.finetune and not self.image_encoder.startswith("effnet-"):
+            raise InputError(
+                None,
+                f"finetune needs an effnet-lite image encoder, not {self.image_encoder!r}",
+                "use image_encoder: effnet-lite1 (or lite0/lite2), or finetune: false",
             )
         if self.context_on not in CONTEXT_ON:
             raise InputError(
@@ -234,6 +254,17 @@ def prepare_sections(
 
         return cache.arrays("image-features", parts, compute)["features"], key_parts
 
+    def trunk_cached(pt: dict, key_parts: dict) -> np.ndarray:
+        nonlocal encoder
+        parts = {"v": IMAGE_TRUNK_VERSION, "encoder": config.image_encoder, **key_parts}
+
+        def compute():
+            nonlocal encoder
+            encoder = encoder or create_image_encoder(config.image_encoder, cache=cache)
+            return {"trunk": encoder.trunk(pt["patches"], progress=progress)}
+
+        return cache.arrays("image-trunk", parts, compute)["trunk"]
+
     def patches(a: ad.AnnData, size_um: float) -> dict:
         return spot_patches(
             a,
@@ -251,6 +282,10 @@ def prepare_sections(
             pt = patches(a, config.patch_um)
         with timer("image features"):
             feats, key_parts = embed(pt)
+        trunk = None
+        if config.finetune:
+            with timer("image trunk"):
+                trunk = trunk_cached(pt, key_parts)
         maps = summary = None
         if config.nuclei:
             with timer("nuclei"):
@@ -266,7 +301,9 @@ def prepare_sections(
                 views.append(np.asarray(embed(pw)[0], np.float32))
             del pw
         image = np.hstack(views) if len(views) > 1 else views[0]
-        section = PreparedSection(adata=a, image=image, nuclei=maps, nuclei_summary=summary)
+        section = PreparedSection(
+            adata=a, image=image, nuclei=maps, nuclei_summary=summary, trunk=trunk
+        )
         if context and config.context_um:
             with timer("context"):
                 section = add_context(section, config)

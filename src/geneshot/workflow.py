@@ -143,6 +143,7 @@ def train_model(
     accelerator: str = "cpu",
     progress: bool = True,
     reference=None,
+    cache: Cache | None = None,
 ):
     """Build and train a :class:`~geneshot.train.GeneshotModel`: the one training path.
 
@@ -150,7 +151,8 @@ def train_model(
     setting trains on lives in one place: zero-shot fits the seen genes (the unseen ones are
     recorded in the contract and never touched); supervised fits the unseen genes themselves
     (the ceiling), on the same training sections. ``reference`` (a
-    :class:`geneshot.genes.Reference`) is passed to models that need one.
+    :class:`geneshot.genes.Reference`) is passed to models that need one; ``cache`` holds
+    what training derives from its inputs (a fine-tuned image encoder).
     """
     from geneshot.train import GeneshotModel
 
@@ -158,7 +160,7 @@ def train_model(
     fit_genes = {"seen_genes": split.seen, "unseen_genes": split.unseen} if setting == "zero-shot" else {"seen_genes": split.unseen}
     return model.train(
         list(train), genes, **fit_genes, target=target, features=features.to_dict(),
-        accelerator=accelerator, progress=progress, reference=reference,
+        accelerator=accelerator, progress=progress, reference=reference, cache=cache,
     )
 
 

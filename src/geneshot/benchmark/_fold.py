@@ -57,7 +57,9 @@ def code_hash() -> str:
     return h.hexdigest()
 
 
-def run_key(spec: dict, train_kind: str, fold: dict, features: dict, reference: str | None = None) -> str:
+def run_key(
+    spec: dict, train_kind: str, fold: dict, features: dict, reference: str | None = None
+) -> str:
     """The result-store key of one trained method on one fold (``reference``: its hash, if used)."""
     extra = {} if reference is None else {"reference": reference}
     return hash_parts(
@@ -120,7 +122,11 @@ def fold_reference(state: RunState, train: list[str], test: list[str]):
         ref = read_reference(Path(value), cache=state.cache)
         overlap = sorted({str(x) for x in ref.samples} & set(train + test))
         if overlap:
-            raise InputError(value, f"reference rows are labelled with fold sections {overlap}", "build the reference from other patients only")
+            raise InputError(
+                value,
+                f"reference rows are labelled with fold sections {overlap}",
+                "build the reference from other patients only",
+            )
         return ref, {"kind": "file", **ref.describe()}
     if state.patients is None:
         secs = read_dataset(state.cfg["dataset"], state.data_dir, None, require_image=False)
@@ -128,9 +134,18 @@ def fold_reference(state: RunState, train: list[str], test: list[str]):
         state.patients = {sid: str(a.obs[Key.PATIENT].iloc[0]) for sid, a in state.sections.items()}
     names = reference_sections(state.patients, train, test)
     if not names:
-        raise InputError(state.data_dir, "no section of another patient is left for the reference", "set expression_reference to a .h5ad of other samples, or null")
+        raise InputError(
+            state.data_dir,
+            "no section of another patient is left for the reference",
+            "set expression_reference to a .h5ad of other samples, or null",
+        )
     ref = reference_from_sections([state.sections[n] for n in names], cache=state.cache)
-    return ref, {"kind": "auto", "sections": names, "patients": sorted({state.patients[n] for n in names}), **ref.describe()}
+    return ref, {
+        "kind": "auto",
+        "sections": names,
+        "patients": sorted({state.patients[n] for n in names}),
+        **ref.describe(),
+    }
 
 
 def _choose_unseen(cfg: dict, train: list, gplan: dict) -> list[str] | None:
@@ -269,7 +284,7 @@ def run_fold(
             state.loaded.append(rid)
         else:
             preds, fit_s = _train_predict(
-                spec, train, test, genes, split, targets[tk], features, progress, ref
+                spec, train, test, genes, split, targets[tk], features, progress, ref, state.cache
             )
             save_npz_atomic(
                 path,
@@ -330,7 +345,16 @@ def run_fold(
 
 
 def _train_predict(
-    spec: dict, train, test, genes, split, target, features, progress: bool, reference=None
+    spec: dict,
+    train,
+    test,
+    genes,
+    split,
+    target,
+    features,
+    progress: bool,
+    reference=None,
+    cache: Cache | None = None,
 ) -> tuple[list[np.ndarray], float]:
     """Train through :func:`geneshot.workflow.train_model` (the one training path), predict."""
     t0 = time.perf_counter()
@@ -346,6 +370,7 @@ def _train_predict(
         model_config=spec["model_config"],
         progress=progress,
         reference=reference,
+        cache=cache,
     )
     preds = [np.asarray(model.predict(s, genes, split.unseen), np.float32) for s in test]
     return preds, round(time.perf_counter() - t0, 2)

@@ -38,6 +38,12 @@ def feature_options(f):
             help="Average image features over flips and rotations.",
         ),
         click.option(
+            "--finetune/--no-finetune",
+            default=None,
+            help="Fine-tune the image encoder's last block on the training genes (effnet-lite; "
+            "prepare keeps its input activations; default: the package default).",
+        ),
+        click.option(
             "--nuclei/--no-nuclei",
             default=True,
             show_default=True,
@@ -101,6 +107,7 @@ def feature_config_from(kw: dict):
         **{k: v for k, v in windows.items() if v is not None},
         **({"gene_encoder": kw["gene_encoder"]} if kw.get("gene_encoder") else {}),
         **({"image_encoder": kw["image_encoder"]} if kw.get("image_encoder") else {}),
+        **({"finetune": kw["finetune"]} if kw.get("finetune") is not None else {}),
     )
 
 

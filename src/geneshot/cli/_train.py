@@ -95,7 +95,7 @@ def train_cmd(data, dataset, train_sections, setting, model_name, targets, n_uns
         return train_model(
             model_name, setting, secs, genes, split, target, features,
             train_config={**tcfg, "seed": member_seed}, model_config=cfg.get("model", {}), accelerator=accelerator, progress=progress,
-            reference=ref,
+            reference=ref, cache=cache,
         )
 
     # --ensemble N: N seeds in OUT/members/<k>/; OUT/run.json + weights.pt stay member 0's

@@ -141,32 +141,80 @@ def n_threads() -> int:
 
 # one per variant (no default argument: f() and f(DEFAULT) would be two cache entries)
 @lru_cache(maxsize=len(VARIANTS))
-def _feature_model(variant: str):
-    """The feature extractor as a torch module: image (B, 3, S, S) -> mean-pooled (B, 1280)."""
-    import torch
+def _network(variant: str):
+    import torch  # noqa: F401  (efficientnet_lite_pytorch needs it imported)
     from efficientnet_lite_pytorch import EfficientNet
 
-    class _Features(torch.nn.Module):
+    # from_pretrained prints a line on stdout; keep CLI output clean
+    with contextlib.redirect_stdout(io.StringIO()):
+        net = EfficientNet.from_pretrained(variant, weights_path=str(_weights_path(variant)))
+    return net.eval()
+
+
+def _modules():
+    import torch
+
+    class Trunk(torch.nn.Module):
+        """Stem and every block but the last: image (B, 3, S, S) -> (B, C, s, s)."""
+
         def __init__(self, net: torch.nn.Module) -> None:
             super().__init__()
             self.net = net
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net.extract_features(x).mean((2, 3))
+            net = self.net
+            x = net._swish(net._bn0(net._conv_stem(x)))
+            for block in net._blocks[:-1]:
+                x = block(x)  # eval mode: no drop-connect
+            return x
 
-    # from_pretrained prints a line on stdout; keep CLI output clean
-    with contextlib.redirect_stdout(io.StringIO()):
-        net = EfficientNet.from_pretrained(variant, weights_path=str(_weights_path(variant)))
-    return _Features(net).eval()
+    class Top(torch.nn.Module):
+        """The last block and the head: (B, C, s, s) -> mean-pooled (B, 1280)."""
+
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.block, self.conv_head, self.bn1 = net._blocks[-1], net._conv_head, net._bn1
+            self.swish = net._swish
+
+        def forward(self, a: torch.Tensor) -> torch.Tensor:
+            return self.swish(self.bn1(self.conv_head(self.block(a)))).mean((2, 3))
+
+    class Features(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.trunk, self.top = Trunk(net), Top(net)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.top(self.trunk(x))
+
+    return Trunk, Top, Features
 
 
-def load_torch(device: str = "cpu", variant: str = DEFAULT_VARIANT) -> tuple[Callable, str]:
-    """PyTorch runner on ``device`` and the weights fingerprint."""
+@lru_cache(maxsize=2 * len(VARIANTS))
+def _feature_model(variant: str, part: str = "features"):
+    """The network as a torch module: ``"features"`` (image -> mean-pooled 1280) or ``"trunk"``
+    (image -> the activations the last block reads, for fine-tuning it: :func:`top_module`)."""
+    trunk, _, features = _modules()
+    return (trunk if part == "trunk" else features)(_network(variant)).eval()
+
+
+def top_module(variant: str = DEFAULT_VARIANT):
+    """A fresh, trainable copy of the last block and head (reads what ``"trunk"`` gives)."""
+    import copy
+
+    _, top, _ = _modules()
+    return top(copy.deepcopy(_network(variant)))
+
+
+def load_torch(
+    device: str = "cpu", variant: str = DEFAULT_VARIANT, part: str = "features"
+) -> tuple[Callable, str]:
+    """PyTorch runner of ``part`` (see :func:`_feature_model`) on ``device``, and the weights fingerprint."""
     import copy
 
     import torch
 
-    model = _feature_model(variant)
+    model = _feature_model(variant, part)
     if str(device) != "cpu":
         model = copy.deepcopy(model).to(device)  # keep the memoised CPU copy intact
 
@@ -177,10 +225,10 @@ def load_torch(device: str = "cpu", variant: str = DEFAULT_VARIANT) -> tuple[Cal
     return run, weights_fingerprint(variant)
 
 
-def _export(target: Path, variant: str = DEFAULT_VARIANT) -> None:
+def _export(target: Path, variant: str = DEFAULT_VARIANT, part: str = "features") -> None:
     import torch
 
-    model = _feature_model(variant)
+    model = _feature_model(variant, part)
     size = _variant(variant).input_size
     dummy = torch.zeros(2, 3, size, size)
     with atomic_path(target) as tmp, warnings.catch_warnings():
@@ -222,7 +270,9 @@ def models_dir() -> Path:
     return Path(env).expanduser() if env else default_cache_dir() / "models"
 
 
-def onnx_path(cache: Cache | None = None, variant: str = DEFAULT_VARIANT) -> Path:
+def onnx_path(
+    cache: Cache | None = None, variant: str = DEFAULT_VARIANT, part: str = "features"
+) -> Path:
     """Where the exported graph for the installed weights, torch and geneshot lives.
 
     In :func:`models_dir` by default; in ``cache`` when one is given (the fallback when
@@ -239,6 +289,8 @@ def onnx_path(cache: Cache | None = None, variant: str = DEFAULT_VARIANT) -> Pat
         "torch": torch.__version__,
         "opset": _ONNX_OPSET,
         "v": _EXPORT_VERSION,
+        # the trunk is its own graph; the features' key is unchanged so exports stay valid
+        **({"part": part} if part != "features" else {}),
     }
     return (cache if cache is not None else Cache(models_dir())).path("onnx", parts, ".onnx")
 
@@ -251,8 +303,10 @@ def _writable(folder: Path) -> bool:
         return False
 
 
-def load_onnx(cache: Cache | None = None, variant: str = DEFAULT_VARIANT) -> tuple[Callable, str]:
-    """ONNX Runtime runner and weights fingerprint.
+def load_onnx(
+    cache: Cache | None = None, variant: str = DEFAULT_VARIANT, part: str = "features"
+) -> tuple[Callable, str]:
+    """ONNX Runtime runner of ``part`` (see :func:`_feature_model`) and weights fingerprint.
 
     The graph is exported on first use into :func:`models_dir`, or into ``cache`` when
     that folder cannot be written (a read-only home, say). Its input is the variant's
@@ -266,14 +320,14 @@ def load_onnx(cache: Cache | None = None, variant: str = DEFAULT_VARIANT) -> tup
             f"image encoder {name!r} backend 'onnx' needs onnxruntime. "
             "Fix: pip install onnxruntime, or use backend='torch'"
         ) from err
-    path = onnx_path(variant=variant)
+    path = onnx_path(variant=variant, part=part)
     if not path.exists() and not _writable(path.parent):
-        path = onnx_path(cache if cache is not None else Cache(), variant=variant)
+        path = onnx_path(cache if cache is not None else Cache(), variant=variant, part=part)
     sess = None
     for attempt in range(2):
         if not path.exists():
             try:
-                _export(path, variant)
+                _export(path, variant, part)
             except Exception as err:  # any exporter failure means: no ONNX
                 raise OnnxUnavailable(
                     f"exporting image encoder {name!r} to ONNX failed ({type(err).__name__}: {err}). "

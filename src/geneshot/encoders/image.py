@@ -177,6 +177,9 @@ class ImageEncoder:
         ``"onnx"`` or ``"torch"``.
     fingerprint
         Identifies the weights (file hash or hub repository) for cache keys.
+    load_trunk
+        Returns a runner like ``run_batch`` that stops before the network's last block
+        (:meth:`trunk`); ``None`` for encoders that cannot be fine-tuned.
     """
 
     def __init__(
@@ -185,11 +188,14 @@ class ImageEncoder:
         run_batch: Callable[[Any], np.ndarray],
         backend: str,
         fingerprint: str,
+        load_trunk: Callable[[], Callable[[Any], np.ndarray]] | None = None,
     ) -> None:
         self.spec = spec
         self._run_batch = run_batch
         self.backend = backend
         self.fingerprint = fingerprint
+        self._load_trunk = load_trunk
+        self._run_trunk: Callable[[Any], np.ndarray] | None = None
 
     @property
     def name(self) -> str:
@@ -278,6 +284,30 @@ class ImageEncoder:
                 out[start : start + len(x)] = acc / len(views)
                 bar.update(len(x))
         return out
+
+    def trunk(self, patches: np.ndarray, batch_size: int = 64, progress: bool = True) -> np.ndarray:
+        """What the network's last block reads: float16 ``(N, C, s, s)`` activations.
+
+        The last block and the head can then be fine-tuned on cached activations
+        (:mod:`geneshot.train._finetune`); with the pretrained top they give :meth:`embed`.
+        """
+        if self._load_trunk is None:
+            raise InputError(
+                None,
+                f"image encoder {self.name!r} cannot be fine-tuned here",
+                "use an effnet-lite encoder, or finetune: false",
+            )
+        self._run_trunk = self._run_trunk or self._load_trunk()
+        patches = _check_patches(patches)
+        out = []
+        with progress_bar(
+            progress=progress, total=len(patches), unit="patch", desc=f"trunk {self.name}"
+        ) as bar:
+            for start in range(0, len(patches), batch_size):
+                x = self._preprocess(patches[start : start + batch_size])
+                out.append(np.asarray(self._run_trunk(x.contiguous())).astype(np.float16))
+                bar.update(len(x))
+        return np.concatenate(out)
 
 
 def _check_patches(patches: Any) -> np.ndarray:
@@ -376,16 +406,25 @@ def create_image_encoder(
     use_onnx = backend == "onnx" or (
         backend == "auto" and spec.onnx and on_cpu and _onnx_available()
     )
+    cache = cache if cache is not None else Cache()
     if use_onnx:
         try:
-            run, fp = _image_effnet.load_onnx(cache if cache is not None else Cache(), variant)
-            return ImageEncoder(spec, run, "onnx", fp)
+            run, fp = _image_effnet.load_onnx(cache, variant)
+
+            def onnx_trunk():
+                return _image_effnet.load_onnx(cache, variant, "trunk")[0]
+
+            return ImageEncoder(spec, run, "onnx", fp, onnx_trunk)
         except _image_effnet.OnnxUnavailable:
             if backend == "onnx":
                 raise
             # auto: exporting failed (e.g. a torch without the legacy exporter): eager torch still works
     run, fp = _image_effnet.load_torch(device, variant)
-    return ImageEncoder(spec, run, "torch", fp)
+
+    def torch_trunk():
+        return _image_effnet.load_torch(device, variant, "trunk")[0]
+
+    return ImageEncoder(spec, run, "torch", fp, torch_trunk)
 
 
 def embed_patches_cached(

@@ -249,7 +249,7 @@ def predict_image(
     stain_ref = None
     if features.stain:
         stain_ref = slide.thumbnail(1024)[0]
-    feats, nuc, summ = [], [], []
+    feats, nuc, summ, trunk = [], [], [], []
     starts = range(0, section.n_obs, chunk)
     for i in progress_bar(
         starts, progress=progress and len(starts) >= 2, desc="prepare tiles", leave=False
@@ -265,12 +265,14 @@ def predict_image(
         feats.append(p.image)
         nuc.append(p.nuclei)
         summ.append(p.nuclei_summary)
+        trunk.append(p.trunk)
     prepared = add_context(
         PreparedSection(
             adata=section,
             image=np.concatenate(feats),
             nuclei=None if nuc[0] is None else np.concatenate(nuc),
             nuclei_summary=None if summ[0] is None else np.concatenate(summ),
+            trunk=None if trunk[0] is None else np.concatenate(trunk),
         ),
         features,
     )

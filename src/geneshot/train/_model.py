@@ -27,7 +27,7 @@ import torch
 
 from geneshot import __version__
 from geneshot._constants import Key
-from geneshot.cache import atomic_path, save_npz_atomic
+from geneshot.cache import Cache, atomic_path, save_npz_atomic
 from geneshot.data import TARGET_KINDS, TargetTransform
 from geneshot.errors import InputError
 from geneshot.models import (
@@ -39,6 +39,7 @@ from geneshot.models import (
 )
 from geneshot.prepare import PreparedGenes, PreparedSection
 from geneshot.train._contract import DataContract
+from geneshot.train._finetune import ImageTop
 from geneshot.train._runfile import RETRAIN, load_estimator, load_state, read_run_file
 from geneshot.train._shift import (
     CommonPattern,
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 SHIFT_FILE = "shift.npz"  # the common-pattern map and the training shift statistics
 BASE_FILE = "base.pkl"  # stacked models (align-st+ref): the fitted base estimator
+IMAGE_TOP_FILE = "image_top.npz"  # finetune runs: the fine-tuned last block of the image encoder
 
 SETTINGS = ("zero-shot", "supervised")
 
@@ -200,9 +202,11 @@ class GeneshotModel:
         self.base = None  # the fitted base estimator of a stacked model (MODELS[name].base)
         self.residual_weight = 0.0  # stacked models: weight of the module's residual
         self.common_keep = 1.0  # zero-shot torch models: share of their own maps kept (train._fallback)
+        self.image_top: ImageTop | None = None  # finetune runs: the encoder's fine-tuned last block
 
     # ------------------------------------------------------------------ inputs
     def _slide(self, s: PreparedSection) -> SlideInputs:
+        """A section as model inputs; ``s`` already adapted by :meth:`_adapt`."""
         c = self.contract
         img = (s.image - np.asarray(c.feature_mean, np.float32)) / np.asarray(c.feature_std, np.float32)
         nuc = None
@@ -219,6 +223,10 @@ class GeneshotModel:
             # since grid distances between -1 indices would link arbitrary spots
             near = spatial_edges(s.adata.obsm[Key.SPATIAL], self.model_config.get("near_max", 8))
         return SlideInputs(torch.from_numpy(img.astype(np.float32)), nuc, torch.from_numpy(grid), near)
+
+    def _adapt(self, s: PreparedSection) -> PreparedSection:
+        """The section's features as this model reads them (the fine-tuned own window, if any)."""
+        return s if self.image_top is None else self.image_top.apply(s)
 
     def _genes(self, genes: PreparedGenes, names: Sequence[str]) -> GeneInputs:
         missing = [g for g in names if g not in genes.texts]
@@ -258,6 +266,7 @@ class GeneshotModel:
         accelerator: str = "cpu",
         progress: bool = True,
         reference=None,
+        cache: Cache | None = None,
     ) -> GeneshotModel:
         """Fit on training sections.
 
@@ -284,6 +293,9 @@ class GeneshotModel:
             A :class:`geneshot.genes.Reference` (expression matrix of other samples) for
             models that need one (``MODELS[name].needs_reference``); recorded in the contract.
             It must not hold spots of the training or test sections.
+        cache
+            Where a fine-tuned image encoder (``features["finetune"]``) is cached by its
+            inputs, so that the models of one fold train it once (default: the user cache).
         """
         tc = self.train_config
         leak = set(seen_genes) & set(unseen_genes)
@@ -295,6 +307,19 @@ class GeneshotModel:
             shared = sorted({s.name for s in sections} & {str(x) for x in reference.samples})
             if shared:
                 raise InputError(reference.source, f"the reference holds spots of training section(s) {', '.join(shared)}", "build the reference from other patients' samples only")
+        self.image_top = None
+        if features.get("finetune"):
+            # the own window's features from the encoder's last block fine-tuned on the
+            # genes this model trains on (train._finetune); every later step reads them
+            self.image_top = ImageTop.fit(
+                features["image_encoder"],
+                [s.trunk for s in sections],
+                [target.transform(s.adata, list(seen_genes)) for s in sections],
+                seed=tc.seed,
+                cache=cache,
+                progress=progress,
+            )
+            sections = [self.image_top.apply(s) for s in sections]
         image_all = np.concatenate([s.image for s in sections])
         nuc0 = sections[0].nuclei
         # torch models read the nuclei maps through NDAIFE; estimators when asked (use_nuclei)
@@ -404,6 +429,7 @@ class GeneshotModel:
         if self.module is None or self.contract is None:
             raise InputError(None, "model is not trained", "call train() or GeneshotModel.load(RUN_DIR)")
         self.contract.check_arrays(section.image, section.nuclei, int(genes.pooled.shape[1]), section.name)
+        section = self._adapt(section)
         slide = self._slide(section)
         gin = self._genes(genes, names)
         if self.spec.kind == "estimator":
@@ -424,7 +450,7 @@ class GeneshotModel:
 
     def shrink_prediction(self, section: PreparedSection, pred: np.ndarray, shrink: float | None = None) -> np.ndarray:
         """Move the model's own maps (``predict(..., shrink=0.0)``) toward the common pattern as ``predict`` does."""
-        return self._shrunk(section, self._slide(section), pred, shrink)
+        return self._shrunk(section, self._slide(self._adapt(section)), pred, shrink)
 
     def _shrunk(self, section: PreparedSection, slide: SlideInputs, pred: np.ndarray, shrink: float | None) -> np.ndarray:
         """Lean toward the common pattern as far as the section's image features have shifted."""
@@ -472,6 +498,8 @@ class GeneshotModel:
         if self.common is not None:
             arrays = {**self.common.to_arrays(), **(self.shift.to_arrays() if self.shift is not None else {})}
             save_npz_atomic(run_dir / SHIFT_FILE, arrays)
+        if self.image_top is not None:
+            save_npz_atomic(run_dir / IMAGE_TOP_FILE, self.image_top.to_arrays())
         with atomic_path(run_dir / "run.json") as tmp:
             tmp.write_text(json.dumps(meta, indent=1))
         return run_dir
@@ -516,6 +544,12 @@ class GeneshotModel:
         self.common_keep = 1.0 if keep is None else float(keep)  # runs before the rule keep all
         if self.spec.base:
             self.base = load_estimator(run_dir / BASE_FILE, MODELS[self.spec.base].factory, self.spec.base)
+        if self.contract.features.get("finetune"):
+            try:
+                with np.load(run_dir / IMAGE_TOP_FILE, allow_pickle=False) as z:
+                    self.image_top = ImageTop.from_arrays(z, self.contract.features["image_encoder"])
+            except (OSError, ValueError, KeyError, EOFError) as err:
+                raise InputError(run_dir / IMAGE_TOP_FILE, f"missing or unreadable ({type(err).__name__}); the run fine-tuned its image encoder", RETRAIN) from None
         if (run_dir / SHIFT_FILE).is_file():  # runs before the shift rule have none
             try:
                 with np.load(run_dir / SHIFT_FILE, allow_pickle=False) as z:
