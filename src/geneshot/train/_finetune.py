@@ -141,7 +141,7 @@ class ImageTop:
                 "image-top", parts, lambda: _train(encoder, trunk, y, seed, progress)
             )
         )
-        loss = state.pop(_LOSS)
+        loss = state.pop(_LOSS, None)  # None: an entry cached before losses were kept
         return cls(encoder, state, loss)
 
     def features(self, trunk: np.ndarray, batch: int = 128) -> np.ndarray:
