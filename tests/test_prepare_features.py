@@ -52,7 +52,7 @@ def section(tmp_path_factory):
 
 
 def _prep(section, cache, augment=None, **kw):
-    kw = {"fov_um": (), "context_um": (), **kw}  # off unless asked: the defaults have both
+    kw = {"fov_um": (), "context_um": (), "finetune": False, **kw}  # off unless asked
     cfg = FeatureConfig(nuclei=False, patch_px=64, **kw)
     (p,) = prepare_sections([section], cfg, cache=cache, progress=False, augment=augment)
     return p.image

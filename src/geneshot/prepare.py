@@ -126,8 +126,10 @@ class FeatureConfig:
     context_um: tuple[float, ...] = (300.0, 500.0)  # outer radii of the context rings (µm)
     context_on: str = "all"  # what the rings average: "all" (patch + windows) or "patch"
     # keep the own window's activations before the encoder's last block, so that a model
-    # fine-tunes that block on its seen genes (train._finetune; effnet-lite encoders)
-    finetune: bool = False
+    # fine-tunes that block on its training genes (train._finetune). None = on for the
+    # effnet-lite encoders, the only ones it can fine-tune (chosen by nested CV on HER2+:
+    # scripts/choose_features.py --what augment; BENCHMARKS.md)
+    finetune: bool | None = None
 
     def __post_init__(self) -> None:
         # JSON (contracts, YAML) stores lists: accept any sequence, keep tuples
@@ -149,6 +151,8 @@ class FeatureConfig:
                 f"gene_encoder {self.gene_encoder!r} is not a registered gene encoder",
                 f"use one of: {', '.join(GENE_ENCODERS)}",
             )
+        if self.finetune is None:
+            self.finetune = self.image_encoder.startswith("effnet-")
         if self.finetune and not self.image_encoder.startswith("effnet-"):
             raise InputError(
                 None,

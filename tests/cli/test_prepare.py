@@ -56,6 +56,7 @@ def test_prepare_end_to_end_then_from_cache(workspace):
     for step in ("patches", "image-features"):
         assert computed[step] == 2 * WINDOWS, computed  # one entry per section and window
     assert computed["nuclei"] == 2, computed  # nuclei of the own patch only
+    assert computed["image-trunk"] == 2, computed  # fine-tuning input: the own patch only
     assert computed["sentence-embeddings"] == 1  # the go-tokens gene encoder's term vectors
     assert summary["cache"]["hits"] == {}
 
@@ -77,6 +78,7 @@ def test_prepare_end_to_end_then_from_cache(workspace):
         "patches": 2 * WINDOWS,
         "image-features": 2 * WINDOWS,
         "nuclei": 2,
+        "image-trunk": 2,  # the own window's activations for fine-tuning, one per section
         "sentence-embeddings": 1,
     }
     np.testing.assert_array_equal(ad.read_h5ad(out / "C2.h5ad").obsm[f"X_{ENC}"], feats)

@@ -69,6 +69,7 @@ def test_prepare_c2_c3_every_spot_has_a_patch_then_cache(her2st_dir, tmp_path):
         "patches": 2 * WINDOWS,
         "image-features": 2 * WINDOWS,
         "nuclei": 2,
+        "image-trunk": 2,  # the own window's activations for fine-tuning, one per section
         "sentence-embeddings": 1,
     }
     assert t_warm * 10 <= t_cold, f"cold {t_cold:.1f} s, warm {t_warm:.1f} s"
