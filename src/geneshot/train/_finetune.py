@@ -46,7 +46,7 @@ def _module(encoder: str, state: dict[str, np.ndarray] | None = None) -> torch.n
 
 
 def _train(
-    encoder: str, trunk: np.ndarray, y: np.ndarray, seed: int, progress: bool
+    encoder: str, trunk: np.ndarray, y: np.ndarray, seed: int, progress: bool, device: torch.device
 ) -> dict[str, np.ndarray]:
     from geneshot._progress import progress_bar
     from geneshot.train._trainer import deterministic
@@ -56,9 +56,9 @@ def _train(
     torch.manual_seed(seed)
     sd = y.std(0)
     z = torch.from_numpy(((y - y.mean(0)) / np.where(sd < 1e-6, 1.0, sd)).astype(np.float32))
-    acts = torch.from_numpy(trunk)
-    top = _module(encoder)
-    readout = torch.nn.Linear(1280, z.shape[1])
+    z, acts = z.to(device), torch.from_numpy(trunk).to(device)
+    top = _module(encoder).to(device)
+    readout = torch.nn.Linear(1280, z.shape[1]).to(device)
     params = [*top.parameters(), *readout.parameters()]
     opt = torch.optim.AdamW(params, cfg["lr"], weight_decay=cfg["weight_decay"])
     losses = []
@@ -72,6 +72,7 @@ def _train(
                     m.eval()
             total = 0.0
             for batch in torch.randperm(len(acts), generator=gen).split(cfg["batch"]):
+                batch = batch.to(device)
                 a = acts[batch].float()
                 k, flip = torch.randint(0, 4, (2,), generator=gen).tolist()
                 a = torch.rot90(a, k, (2, 3))
@@ -83,7 +84,7 @@ def _train(
                 opt.step()
                 total += float(loss) * len(batch)
             losses.append(total / len(acts))
-    state = {k: v.detach().numpy().copy() for k, v in top.state_dict().items()}
+    state = {k: v.detach().cpu().numpy().copy() for k, v in top.state_dict().items()}
     return {**state, _LOSS: np.asarray(losses)}
 
 
@@ -118,8 +119,12 @@ class ImageTop:
         seed: int = 0,
         cache: Cache | None = None,
         progress: bool = False,
+        device: torch.device | str = "cpu",
     ) -> ImageTop:
-        """Fine-tune on the training sections' activations and seen-gene targets (cached)."""
+        """Fine-tune on the training sections' activations and seen-gene targets (cached).
+
+        ``device`` runs the fit (the run's accelerator); it is not part of the cache key.
+        """
         if any(t is None for t in trunks):
             raise InputError(
                 None,
@@ -138,7 +143,9 @@ class ImageTop:
         }
         state = dict(
             (cache or Cache()).arrays(
-                "image-top", parts, lambda: _train(encoder, trunk, y, seed, progress)
+                "image-top",
+                parts,
+                lambda: _train(encoder, trunk, y, seed, progress, torch.device(device)),
             )
         )
         loss = state.pop(_LOSS, None)  # None: an entry cached before losses were kept

@@ -318,6 +318,7 @@ class GeneshotModel:
                 seed=tc.seed,
                 cache=cache,
                 progress=progress,
+                device=_device(accelerator),
             )
             sections = [self.image_top.apply(s) for s in sections]
         image_all = np.concatenate([s.image for s in sections])
