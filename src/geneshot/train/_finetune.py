@@ -82,7 +82,7 @@ def _train(
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(batch)
+                total += loss.item() * len(batch)
             losses.append(total / len(acts))
     state = {k: v.detach().cpu().numpy().copy() for k, v in top.state_dict().items()}
     return {**state, _LOSS: np.asarray(losses)}
