@@ -10,14 +10,13 @@ genes; the depth control (one value per spot for every gene) and the permuted-te
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from geneshot.data import TargetTransform
-from geneshot.io import make_section
 from geneshot.prepare import PreparedGenes, PreparedSection
 from geneshot.train import GeneshotModel
+from tests._toy import grid_section
 
 D_IMG, D_T, L = 6, 8, 4
 N_SEEN, N_UNSEEN = 60, 20
@@ -67,25 +66,9 @@ def planted(seed: int = 0, section_prefix: str = "S"):
     sections = []
     for s in range(5):
         n = 100
-        rows, cols = np.divmod(np.arange(n), 10)
-        ids = [f"{c}x{r}" for r, c in zip(rows, cols)]
         f = rng.normal(size=(n, D_IMG)).astype(np.float32)
         rate = 8.0 * np.exp(np.clip(f @ w.T, -3, 3))
-        counts = pd.DataFrame(rng.poisson(rate), index=ids, columns=genes)
-        spots = pd.DataFrame(
-            {"pixel_x": cols * 10.0, "pixel_y": rows * 10.0, "array_row": rows, "array_col": cols},
-            index=ids,
-        )
-        adata = make_section(
-            counts,
-            spots,
-            section=f"{section_prefix}{s}",
-            patient="P",
-            dataset="toy",
-            image_path=None,
-            mpp=None,
-            spot_diameter_um=100,
-        )
+        adata = grid_section(rng.poisson(rate), genes, f"{section_prefix}{s}", width=10)
         sections.append(PreparedSection(adata=adata, image=f))
     pg = PreparedGenes(
         symbols=genes,
@@ -115,7 +98,15 @@ def fit_planted(name: str, data, train_config: dict, **model_config) -> Geneshot
     torch.set_num_threads(1)
     try:
         m = GeneshotModel(name, "zero-shot", train_config, **model_config)
-        return m.train(train, pg, seen_genes=seen, unseen_genes=unseen, target=target, features={}, progress=False)
+        return m.train(
+            train,
+            pg,
+            seen_genes=seen,
+            unseen_genes=unseen,
+            target=target,
+            features={},
+            progress=False,
+        )
     finally:
         torch.set_num_threads(before)
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from geneshot.cache import Cache
 from geneshot.data import TargetTransform
 from geneshot.errors import InputError
-from geneshot.io import make_section
 from geneshot.prepare import FeatureConfig, PreparedGenes, PreparedSection
 from geneshot.train import GeneshotModel, _finetune
 from geneshot.train._finetune import ImageTop
+from tests._toy import grid_section
 
 ENCODER = "effnet-lite0"  # its last block reads (192, 7, 7) activations
 FEATURES = {"image_encoder": ENCODER, "text_encoder": "minilm", "nuclei": False, "finetune": True}
@@ -47,23 +46,7 @@ def world():
         patches, density = _textures(rng, n)
         trunk = encoder.trunk(patches, progress=False)
         rate = np.exp(1.5 + 1.2 * np.outer(density - 0.5, load))
-        rows, cols = np.divmod(np.arange(n), 8)
-        ids = [f"{s}_{i}" for i in range(n)]
-        counts = pd.DataFrame(rng.poisson(rate), index=ids, columns=genes)
-        spots = pd.DataFrame(
-            {"pixel_x": cols * 10.0, "pixel_y": rows * 10.0, "array_row": rows, "array_col": cols},
-            index=ids,
-        )
-        a = make_section(
-            counts,
-            spots,
-            section=f"S{s}",
-            patient="P",
-            dataset="toy",
-            image_path=None,
-            mpp=None,
-            spot_diameter_um=100,
-        )
+        a = grid_section(rng.poisson(rate), genes, f"S{s}", width=8)
         # the frozen own-window features, then another block the fine-tuning leaves alone
         image = np.hstack([encoder.embed(patches, progress=False), rng.normal(size=(n, 8))]).astype(
             np.float32
