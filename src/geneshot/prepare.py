@@ -240,7 +240,8 @@ def prepare_sections(
         stain_key = f"{stain_key}+{augment.key}" if stain_key else augment.key
     encoder = None
 
-    def embed(pt: dict) -> tuple[np.ndarray, dict]:
+    def embed(pt: dict, with_trunk: bool = False) -> tuple[np.ndarray, np.ndarray | None, dict]:
+        """Features (and, for fine-tuning, the trunk activations) of one window's patches."""
         nonlocal encoder
         key_parts = {"patches": hash_parts(pt["patches"][:, ::8, ::8]), "n": len(pt["patches"])}
         parts = {
@@ -249,25 +250,35 @@ def prepare_sections(
             "tta": config.tta,
             **key_parts,
         }
+        joint: dict[str, np.ndarray] = {}
 
-        def compute():
+        def load_encoder():
             nonlocal encoder
             # the encoder is built only on a cache miss (loading it costs seconds)
             encoder = encoder or create_image_encoder(config.image_encoder, cache=cache)
-            return {"features": encoder.embed(pt["patches"], tta=config.tta, progress=progress)}
+            return encoder
 
-        return cache.arrays("image-features", parts, compute)["features"], key_parts
+        def one_pass(name: str) -> dict[str, np.ndarray]:
+            # features and trunk come from one forward pass; whichever cache misses first
+            # runs it and the other reuses it (TTA features need their own passes)
+            if name not in joint:
+                joint["features"], joint["trunk"] = load_encoder().embed_with_trunk(
+                    pt["patches"], progress=progress
+                )
+            return {name: joint[name]}
 
-    def trunk_cached(pt: dict, key_parts: dict) -> np.ndarray:
-        nonlocal encoder
-        parts = {"v": IMAGE_TRUNK_VERSION, "encoder": config.image_encoder, **key_parts}
+        def features():
+            if with_trunk and not config.tta:
+                return one_pass("features")
+            return {
+                "features": load_encoder().embed(pt["patches"], tta=config.tta, progress=progress)
+            }
 
-        def compute():
-            nonlocal encoder
-            encoder = encoder or create_image_encoder(config.image_encoder, cache=cache)
-            return {"trunk": encoder.trunk(pt["patches"], progress=progress)}
-
-        return cache.arrays("image-trunk", parts, compute)["trunk"]
+        trunk = None
+        if with_trunk:
+            trunk_parts = {"v": IMAGE_TRUNK_VERSION, "encoder": config.image_encoder, **key_parts}
+            trunk = cache.arrays("image-trunk", trunk_parts, lambda: one_pass("trunk"))["trunk"]
+        return cache.arrays("image-features", parts, features)["features"], trunk, key_parts
 
     def patches(a: ad.AnnData, size_um: float) -> dict:
         return spot_patches(
@@ -285,11 +296,7 @@ def prepare_sections(
         with timer("patches"):
             pt = patches(a, config.patch_um)
         with timer("image features"):
-            feats, key_parts = embed(pt)
-        trunk = None
-        if config.finetune:
-            with timer("image trunk"):
-                trunk = trunk_cached(pt, key_parts)
+            feats, trunk, key_parts = embed(pt, with_trunk=bool(config.finetune))
         maps = summary = None
         if config.nuclei:
             with timer("nuclei"):

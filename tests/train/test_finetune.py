@@ -44,13 +44,11 @@ def world():
     for s in range(3):
         n = 32
         patches, density = _textures(rng, n)
-        trunk = encoder.trunk(patches, progress=False)
+        frozen, trunk = encoder.embed_with_trunk(patches, progress=False)
         rate = np.exp(1.5 + 1.2 * np.outer(density - 0.5, load))
         a = grid_section(rng.poisson(rate), genes, f"S{s}", width=8)
         # the frozen own-window features, then another block the fine-tuning leaves alone
-        image = np.hstack([encoder.embed(patches, progress=False), rng.normal(size=(n, 8))]).astype(
-            np.float32
-        )
+        image = np.hstack([frozen, rng.normal(size=(n, 8))]).astype(np.float32)
         sections.append(PreparedSection(adata=a, image=image, trunk=trunk))
     tokens = rng.normal(size=(len(genes), 3, 6)).astype(np.float32)
     pg = PreparedGenes(
@@ -65,7 +63,17 @@ def world():
 
 
 def test_pretrained_top_on_the_trunk_gives_the_frozen_features(world):
+    from geneshot.encoders.image import create_image_encoder
+
     secs, _, _ = world
+    rng = np.random.default_rng(1)
+    patches, _ = _textures(rng, 4)
+    # the one-pass features equal the plain encoder's, ONNX and torch alike
+    for backend in ("onnx", "torch"):
+        encoder = create_image_encoder(ENCODER, backend=backend)
+        feats, trunk = encoder.embed_with_trunk(patches, progress=False)
+        np.testing.assert_allclose(feats, encoder.embed(patches, progress=False), atol=1e-4)
+        assert trunk.shape == (4, 192, 7, 7) and trunk.dtype == np.float16
     top = ImageTop(
         ENCODER, {k: v.numpy() for k, v in _finetune._module(ENCODER).state_dict().items()}
     )

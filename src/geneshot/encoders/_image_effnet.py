@@ -187,22 +187,30 @@ def _modules():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.top(self.trunk(x))
 
-    return Trunk, Top, Features
+    class FeaturesAndTrunk(Features):
+        """One pass, two outputs: the features and the activations the last block read."""
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            a = self.trunk(x)
+            return self.top(a), a
+
+    return Top, Features, FeaturesAndTrunk
 
 
 @lru_cache(maxsize=2 * len(VARIANTS))
 def _feature_model(variant: str, part: str = "features"):
-    """The network as a torch module: ``"features"`` (image -> mean-pooled 1280) or ``"trunk"``
-    (image -> the activations the last block reads, for fine-tuning it: :func:`top_module`)."""
-    trunk, _, features = _modules()
-    return (trunk if part == "trunk" else features)(_network(variant)).eval()
+    """The network as a torch module: ``"features"`` (image -> mean-pooled 1280) or ``"both"``
+    (image -> those features and the activations the last block reads, for fine-tuning it:
+    :func:`top_module`)."""
+    _, features, both = _modules()
+    return (both if part == "both" else features)(_network(variant)).eval()
 
 
 def top_module(variant: str = DEFAULT_VARIANT):
-    """A fresh, trainable copy of the last block and head (reads what ``"trunk"`` gives)."""
+    """A fresh, trainable copy of the last block and head (reads the ``"both"`` part's second output)."""
     import copy
 
-    _, top, _ = _modules()
+    top, _, _ = _modules()
     return top(copy.deepcopy(_network(variant)))
 
 
@@ -218,9 +226,12 @@ def load_torch(
     if str(device) != "cpu":
         model = copy.deepcopy(model).to(device)  # keep the memoised CPU copy intact
 
-    def run(x: torch.Tensor) -> np.ndarray:
+    def run(x: torch.Tensor) -> np.ndarray | tuple[np.ndarray, ...]:
         with torch.inference_mode():
-            return model(x.to(device)).float().cpu().numpy()
+            out = model(x.to(device))
+            if isinstance(out, tuple):
+                return tuple(o.float().cpu().numpy() for o in out)
+            return out.float().cpu().numpy()
 
     return run, weights_fingerprint(variant)
 
@@ -229,6 +240,7 @@ def _export(target: Path, variant: str = DEFAULT_VARIANT, part: str = "features"
     import torch
 
     model = _feature_model(variant, part)
+    outputs = ["features", "trunk"] if part == "both" else ["features"]
     size = _variant(variant).input_size
     dummy = torch.zeros(2, 3, size, size)
     with atomic_path(target) as tmp, warnings.catch_warnings():
@@ -238,8 +250,8 @@ def _export(target: Path, variant: str = DEFAULT_VARIANT, part: str = "features"
             (dummy,),
             str(tmp),
             input_names=["image"],
-            output_names=["features"],
-            dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in ("image", *outputs)},
             opset_version=_ONNX_OPSET,
             dynamo=False,
         )
@@ -342,7 +354,8 @@ def load_onnx(
                 raise
     in_name = sess.get_inputs()[0].name
 
-    def run(x) -> np.ndarray:
-        return sess.run(None, {in_name: x.numpy()})[0]
+    def run(x) -> np.ndarray | tuple[np.ndarray, ...]:
+        out = sess.run(None, {in_name: x.numpy()})
+        return out[0] if len(out) == 1 else tuple(out)
 
     return run, weights_fingerprint(variant)

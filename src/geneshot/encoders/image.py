@@ -178,8 +178,8 @@ class ImageEncoder:
     fingerprint
         Identifies the weights (file hash or hub repository) for cache keys.
     load_trunk
-        Returns a runner like ``run_batch`` that stops before the network's last block
-        (:meth:`trunk`); ``None`` for encoders that cannot be fine-tuned.
+        Returns a runner like ``run_batch`` that also returns what the network's last
+        block reads (:meth:`embed_with_trunk`); ``None`` for encoders that cannot be fine-tuned.
     """
 
     def __init__(
@@ -285,11 +285,14 @@ class ImageEncoder:
                 bar.update(len(x))
         return out
 
-    def trunk(self, patches: np.ndarray, batch_size: int = 64, progress: bool = True) -> np.ndarray:
-        """What the network's last block reads: float16 ``(N, C, s, s)`` activations.
+    def embed_with_trunk(
+        self, patches: np.ndarray, batch_size: int = 64, progress: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`embed` and, from the same pass, what the network's last block reads.
 
-        The last block and the head can then be fine-tuned on cached activations
-        (:mod:`geneshot.train._finetune`); with the pretrained top they give :meth:`embed`.
+        Returns float32 ``(N, dim)`` features and float16 ``(N, C, s, s)`` activations; the
+        last block and the head can then be fine-tuned on the cached activations
+        (:mod:`geneshot.train._finetune`), and with the pretrained top they give the features.
         """
         if self._load_trunk is None:
             raise InputError(
@@ -299,15 +302,17 @@ class ImageEncoder:
             )
         self._run_trunk = self._run_trunk or self._load_trunk()
         patches = _check_patches(patches)
-        out = []
+        feats, trunk = [], []
         with progress_bar(
-            progress=progress, total=len(patches), unit="patch", desc=f"trunk {self.name}"
+            progress=progress, total=len(patches), unit="patch", desc=f"embed {self.name}"
         ) as bar:
             for start in range(0, len(patches), batch_size):
                 x = self._preprocess(patches[start : start + batch_size])
-                out.append(np.asarray(self._run_trunk(x.contiguous())).astype(np.float16))
+                f, a = self._run_trunk(x.contiguous())
+                feats.append(np.asarray(f, np.float32))
+                trunk.append(np.asarray(a).astype(np.float16))
                 bar.update(len(x))
-        return np.concatenate(out)
+        return np.concatenate(feats), np.concatenate(trunk)
 
 
 def _check_patches(patches: Any) -> np.ndarray:
@@ -412,7 +417,7 @@ def create_image_encoder(
             run, fp = _image_effnet.load_onnx(cache, variant)
 
             def onnx_trunk():
-                return _image_effnet.load_onnx(cache, variant, "trunk")[0]
+                return _image_effnet.load_onnx(cache, variant, "both")[0]
 
             return ImageEncoder(spec, run, "onnx", fp, onnx_trunk)
         except _image_effnet.OnnxUnavailable:
@@ -422,7 +427,7 @@ def create_image_encoder(
     run, fp = _image_effnet.load_torch(device, variant)
 
     def torch_trunk():
-        return _image_effnet.load_torch(device, variant, "trunk")[0]
+        return _image_effnet.load_torch(device, variant, "both")[0]
 
     return ImageEncoder(spec, run, "torch", fp, torch_trunk)
 
