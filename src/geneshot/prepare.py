@@ -151,9 +151,11 @@ class FeatureConfig:
                 f"gene_encoder {self.gene_encoder!r} is not a registered gene encoder",
                 f"use one of: {', '.join(GENE_ENCODERS)}",
             )
+        from geneshot.encoders.image import can_finetune
+
         if self.finetune is None:
-            self.finetune = self.image_encoder.startswith("effnet-")
-        if self.finetune and not self.image_encoder.startswith("effnet-"):
+            self.finetune = can_finetune(self.image_encoder)
+        if self.finetune and not can_finetune(self.image_encoder):
             raise InputError(
                 None,
                 f"finetune needs an effnet-lite image encoder, not {self.image_encoder!r}",

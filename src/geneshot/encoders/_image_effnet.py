@@ -211,7 +211,7 @@ def top_module(variant: str = DEFAULT_VARIANT):
     import copy
 
     top, _, _ = _modules()
-    return top(copy.deepcopy(_network(variant)))
+    return copy.deepcopy(top(_network(variant)))  # copies the last block and head only
 
 
 def load_torch(

@@ -177,7 +177,7 @@ class ImageEncoder:
         ``"onnx"`` or ``"torch"``.
     fingerprint
         Identifies the weights (file hash or hub repository) for cache keys.
-    load_trunk
+    load_with_trunk
         Returns a runner like ``run_batch`` that also returns what the network's last
         block reads (:meth:`embed_with_trunk`); ``None`` for encoders that cannot be fine-tuned.
     """
@@ -188,14 +188,14 @@ class ImageEncoder:
         run_batch: Callable[[Any], np.ndarray],
         backend: str,
         fingerprint: str,
-        load_trunk: Callable[[], Callable[[Any], np.ndarray]] | None = None,
+        load_with_trunk: Callable[[], Callable[[Any], tuple[np.ndarray, np.ndarray]]] | None = None,
     ) -> None:
         self.spec = spec
         self._run_batch = run_batch
         self.backend = backend
         self.fingerprint = fingerprint
-        self._load_trunk = load_trunk
-        self._run_trunk: Callable[[Any], np.ndarray] | None = None
+        self._load_with_trunk = load_with_trunk
+        self._run_with_trunk: Callable[[Any], tuple[np.ndarray, np.ndarray]] | None = None
 
     @property
     def name(self) -> str:
@@ -264,26 +264,30 @@ class ImageEncoder:
         import torch
 
         patches = _check_patches(patches)
+        out = np.empty((len(patches), self.dim), np.float32)
+        views = _DIHEDRAL if tta else _DIHEDRAL[:1]
+        for start, x in self._batches(patches, batch_size, progress):
+            acc = np.zeros((len(x), self.dim), np.float64)
+            for k, flip in views:
+                v = torch.flip(x, dims=(-1,)) if flip else x
+                v = torch.rot90(v, k, dims=(-2, -1)) if k else v
+                acc += self._run_batch(v.contiguous())
+            out[start : start + len(x)] = acc / len(views)
+        return out
+
+    def _batches(self, patches: np.ndarray, batch_size: int, progress: bool):
+        """``(start, preprocessed batch)`` over checked patches, with a progress bar."""
         if batch_size < 1:
             raise InputError(
                 None, f"batch_size must be >= 1, got {batch_size}", "pass a positive batch_size"
             )
-        n = len(patches)
-        out = np.empty((n, self.dim), np.float32)
-        views = _DIHEDRAL if tta else _DIHEDRAL[:1]
         with progress_bar(
-            progress=progress, total=n, unit="patch", desc=f"embed {self.name}"
+            progress=progress, total=len(patches), unit="patch", desc=f"embed {self.name}"
         ) as bar:
-            for start in range(0, n, batch_size):
+            for start in range(0, len(patches), batch_size):
                 x = self._preprocess(patches[start : start + batch_size])
-                acc = np.zeros((len(x), self.dim), np.float64)
-                for k, flip in views:
-                    v = torch.flip(x, dims=(-1,)) if flip else x
-                    v = torch.rot90(v, k, dims=(-2, -1)) if k else v
-                    acc += self._run_batch(v.contiguous())
-                out[start : start + len(x)] = acc / len(views)
+                yield start, x
                 bar.update(len(x))
-        return out
 
     def embed_with_trunk(
         self, patches: np.ndarray, batch_size: int = 64, progress: bool = True
@@ -294,25 +298,26 @@ class ImageEncoder:
         last block and the head can then be fine-tuned on the cached activations
         (:mod:`geneshot.train._finetune`), and with the pretrained top they give the features.
         """
-        if self._load_trunk is None:
+        if self._load_with_trunk is None:
             raise InputError(
                 None,
                 f"image encoder {self.name!r} cannot be fine-tuned here",
                 "use an effnet-lite encoder, or finetune: false",
             )
-        self._run_trunk = self._run_trunk or self._load_trunk()
-        patches = _check_patches(patches)
+        self._run_with_trunk = self._run_with_trunk or self._load_with_trunk()
         feats, trunk = [], []
-        with progress_bar(
-            progress=progress, total=len(patches), unit="patch", desc=f"embed {self.name}"
-        ) as bar:
-            for start in range(0, len(patches), batch_size):
-                x = self._preprocess(patches[start : start + batch_size])
-                f, a = self._run_trunk(x.contiguous())
-                feats.append(np.asarray(f, np.float32))
-                trunk.append(np.asarray(a).astype(np.float16))
-                bar.update(len(x))
+        for _, x in self._batches(_check_patches(patches), batch_size, progress):
+            f, a = self._run_with_trunk(x.contiguous())
+            feats.append(np.asarray(f, np.float32))
+            trunk.append(np.asarray(a).astype(np.float16))
         return np.concatenate(feats), np.concatenate(trunk)
+
+
+def can_finetune(name: str) -> bool:
+    """Whether image encoder ``name`` can be fine-tuned (:meth:`ImageEncoder.embed_with_trunk`)."""
+    from geneshot.encoders._image_effnet import VARIANTS
+
+    return name in {v.name for v in VARIANTS.values()}
 
 
 def _check_patches(patches: Any) -> np.ndarray:
@@ -416,20 +421,20 @@ def create_image_encoder(
         try:
             run, fp = _image_effnet.load_onnx(cache, variant)
 
-            def onnx_trunk():
+            def onnx_with_trunk():
                 return _image_effnet.load_onnx(cache, variant, "both")[0]
 
-            return ImageEncoder(spec, run, "onnx", fp, onnx_trunk)
+            return ImageEncoder(spec, run, "onnx", fp, onnx_with_trunk)
         except _image_effnet.OnnxUnavailable:
             if backend == "onnx":
                 raise
             # auto: exporting failed (e.g. a torch without the legacy exporter): eager torch still works
     run, fp = _image_effnet.load_torch(device, variant)
 
-    def torch_trunk():
+    def torch_with_trunk():
         return _image_effnet.load_torch(device, variant, "both")[0]
 
-    return ImageEncoder(spec, run, "torch", fp, torch_trunk)
+    return ImageEncoder(spec, run, "torch", fp, torch_with_trunk)
 
 
 def embed_patches_cached(

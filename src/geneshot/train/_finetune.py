@@ -108,6 +108,9 @@ class ImageTop:
         self.state = state
         self.loss = loss
         self._top: torch.nn.Module | None = None
+        # the last trunk read and its features: prediction adapts one section several times
+        # (predict, then shrinkage; MC-dropout passes), and the top is the costly part
+        self._memo: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def fit(
@@ -153,13 +156,17 @@ class ImageTop:
 
     def features(self, trunk: np.ndarray, batch: int = 128) -> np.ndarray:
         """Pooled features ``(N, 1280)`` of the fine-tuned top on trunk activations."""
+        if self._memo is not None and self._memo[0] is trunk:
+            return self._memo[1]
         self._top = self._top or _module(self.encoder, self.state)
         with torch.inference_mode():
             out = [
                 self._top(torch.from_numpy(trunk[i : i + batch]).float())
                 for i in range(0, len(trunk), batch)
             ]
-        return torch.cat(out).numpy().astype(np.float32)
+        feats = torch.cat(out).numpy().astype(np.float32)
+        self._memo = (trunk, feats)  # holds the trunk, so its identity cannot be reused
+        return feats
 
     def apply(self, section: PreparedSection) -> PreparedSection:
         """``section`` with its own-window feature block from the fine-tuned top."""

@@ -307,6 +307,8 @@ class GeneshotModel:
             shared = sorted({s.name for s in sections} & {str(x) for x in reference.samples})
             if shared:
                 raise InputError(reference.source, f"the reference holds spots of training section(s) {', '.join(shared)}", "build the reference from other patients' samples only")
+        device = _device(accelerator)
+        y_seen = [target.transform(s.adata, list(seen_genes)) for s in sections]
         self.image_top = None
         if features.get("finetune"):
             # the own window's features from the encoder's last block fine-tuned on the
@@ -314,11 +316,11 @@ class GeneshotModel:
             self.image_top = ImageTop.fit(
                 features["image_encoder"],
                 [s.trunk for s in sections],
-                [target.transform(s.adata, list(seen_genes)) for s in sections],
+                y_seen,
                 seed=tc.seed,
                 cache=cache,
                 progress=progress,
-                device=_device(accelerator),
+                device=device,
             )
             sections = [self.image_top.apply(s) for s in sections]
         image_all = np.concatenate([s.image for s in sections])
@@ -351,7 +353,7 @@ class GeneshotModel:
         torch.manual_seed(tc.seed)
         np.random.seed(tc.seed)
         slides = [self._slide(s) for s in sections]
-        ys = [torch.from_numpy(target.transform(s.adata, list(seen_genes))) for s in sections]
+        ys = [torch.from_numpy(y) for y in y_seen]
         t0 = time.perf_counter()
         if self.setting == "zero-shot":
             # from image features and seen-gene targets only (see geneshot.train._shift)
@@ -364,7 +366,6 @@ class GeneshotModel:
             self.module.fit(slides, [y.numpy() for y in ys], self._genes(genes, seen_genes), **extra)
             self.history = [{"fit_s": round(time.perf_counter() - t0, 2)}]
             return self
-        device = _device(accelerator)
         if self.model_config.get("gene_memory"):
             self.model_config["gene_memory"] = len(self.contract.seen_genes)  # one slot per seen gene
         if self.model_config.get("head") == "kernel":
