@@ -82,3 +82,41 @@ def test_uninformative_vectors_fall_back_to_the_common_pattern():
     # every gene gets the same map: the mean of the seen genes' fits
     assert np.allclose(pred - pred[:, :1], 0.0, atol=1e-3)
     assert _pcc(ys[3].mean(1), pred[:, 0]) > 0.9
+
+
+def test_locus_weight_is_chosen_by_gene_cv():
+    """Maps shared by genes of one chromosome band: the CV takes the locus kernel, and it helps."""
+    from geneshot.genes import load_knowledge
+
+    rng = np.random.default_rng(3)
+    kb = load_knowledge()
+    # genes of four well-populated bands; within a band every gene has the band's map
+    bands = ["17q12", "6p21.33", "19q13.2", "1q21.3"]
+    symbols = [s for b in bands for s in kb.index[kb["cytoband"] == b][:30]]
+    band_of = np.array([b for b in bands for s in kb.index[kb["cytoband"] == b][:30]])
+    maps = {b: rng.normal(size=D_IMG) for b in bands}
+    w = np.stack([maps[b] for b in band_of])
+    vec = rng.normal(size=(len(symbols), D_T))  # text says nothing
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    slides = _slides(rng, 4)
+    ys = [s.image.numpy() @ w.T + 0.3 * rng.normal(size=(s.n_spots, len(symbols))) for s in slides]
+    unseen = np.arange(0, len(symbols), 6)
+    seen = np.setdiff1d(np.arange(len(symbols)), unseen)
+
+    def genes(idx):
+        g = _genes(vec[idx])
+        g.symbols = [symbols[i] for i in idx]
+        return g
+
+    scores = {}
+    for weights in ([0.0], [0.0, 0.5, 1.0]):
+        est = create_model("gene-kernel", n_components=D_IMG, gammas=[0.0], locus_weights=weights)
+        est.fit(slides[:3], [y[:, seen] for y in ys[:3]], genes(seen))
+        scores[len(weights)] = _pcc(ys[3][:, unseen], est.predict(slides[3], genes(unseen))).mean()
+    assert est.locus_weight_ > 0
+    assert scores[3] > scores[1] + 0.3, scores
+    # without symbols the locus kernel cannot be read: text only, and nothing breaks
+    est = create_model("gene-kernel", n_components=D_IMG, gammas=[0.0])
+    est.fit(slides[:3], [y[:, seen] for y in ys[:3]], _genes(vec[seen]))
+    assert est.locus_weight_ == 0.0
+    assert est.predict(slides[3], _genes(vec[unseen])).shape == (slides[3].n_spots, len(unseen))

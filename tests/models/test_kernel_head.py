@@ -115,3 +115,22 @@ def test_kernel_run_round_trips(kernel_run, tmp_path):
     again = GeneshotModel.load(m.save(tmp_path / "run"))
     assert torch.equal(again.module.kernel.support_w, m.module.kernel.support_w)
     assert np.allclose(again.predict(test, pg, unseen), m.predict(test, pg, unseen), atol=1e-5)
+
+
+def test_the_locus_kernel_joins_the_text_kernel_by_symbol():
+    torch.manual_seed(0)
+    ts, zs = torch.randn(4, 5), torch.randn(4, 8)
+    tq, zq = torch.randn(2, 5), torch.randn(2, 8)
+    seen, query = ["ERBB2", "KRT19", "IGKC", "CD74"], ["GRB7", "NOT-A-GENE"]
+    cfg = {"d_img": 16, "d_model": 8, "kernel_anchor": 4, "kernel_gamma": 5.0, "kernel_lambda": 0.1, "ridge_alpha": 1e-3, "n_support": 4}
+    off, on = KernelHead(cfg), KernelHead({**cfg, "kernel_locus": 0.5})
+    assert off.log_locus is None and on.log_locus is not None
+    with torch.no_grad():
+        a_text = off.mixing(tq, zq, ts, zs, (query, seen))
+        a_none = on.mixing(tq, zq, ts, zs)  # no symbols: the text kernel alone
+        a_locus = on.mixing(tq, zq, ts, zs, (query, seen))
+    assert torch.allclose(a_text, a_none)
+    # GRB7 shares ERBB2's band: it leans on ERBB2 more; a gene without a band changes only
+    # through the seen genes' kernel
+    assert a_locus[0, 0] > a_text[0, 0] + 0.05
+    assert not torch.allclose(a_locus, a_text)

@@ -5,6 +5,7 @@
 - :func:`resolve_symbols` count-table gene names -> current symbols (aliases, old names)
 - :func:`build_description` / :func:`describe_genes` readable texts for text encoders
 - :func:`describe_with_llm` texts from any OpenAI-compatible chat endpoint (cached)
+- :func:`locus_kernel` how close two genes lie in the genome (shared arm, region, band)
 - :func:`read_reference` / :func:`reference_from_sections` an expression atlas as gene
   knowledge; :func:`gene_axes` its low-rank summary around the seen genes
 """
@@ -18,6 +19,7 @@ from geneshot.genes._describe import (
 )
 from geneshot.genes._knowledge import load_knowledge, resolve_symbol, resolve_symbols
 from geneshot.genes._llm import GENE_PROMPT, describe_with_llm
+from geneshot.genes._locus import LOCUS_LEVELS, band_levels, locus_kernel
 from geneshot.genes._reference import (
     GeneAxes,
     Reference,
@@ -29,16 +31,19 @@ from geneshot.genes._reference import (
 
 __all__ = [
     "GENE_PROMPT",
+    "LOCUS_LEVELS",
     "STYLES",
     "DescriptionReport",
     "GeneAxes",
     "Reference",
+    "band_levels",
     "build_description",
     "describe_genes",
     "describe_with_llm",
     "gene_axes",
     "load_descriptions",
     "load_knowledge",
+    "locus_kernel",
     "read_reference",
     "reference_from_sections",
     "resolve_symbol",

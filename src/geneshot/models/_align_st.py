@@ -81,6 +81,9 @@ ALIGN_ST_DEFAULTS: dict = {
     "kernel_gamma": 10.0,  # initial sharpness of the text kernel (learned)
     "kernel_lambda": 0.1,  # initial ridge penalty in gene space (learned)
     "ridge_alpha": 1e-3,  # initial ridge penalty of the support fits (learned)
+    # initial weight of the genes' locus kernel (same chromosome arm / region / band; learned;
+    # 0 = off). geneshot's [I]: gene knowledge the paper does not use (BENCHMARKS.md, session 6)
+    "kernel_locus": 0.5,
     "n_support": 0,  # seen genes whose fits the head stores (set by the trainer)
     # gradient through the context genes of the gene graph (False: they are fixed neighbours)
     "context_grad": False,
@@ -446,7 +449,9 @@ class AlignST(GeneExpressionModule):
             w = self.kernel.fit(u[fit], y[fit])
         else:
             w = self.kernel.stored(context.ids)
-        return self.kernel.gene_weights(w, self.kernel.mixing(genes.pooled, zq, context.pooled, zs))
+        symbols = (genes.symbols, context.symbols)
+        a = self.kernel.mixing(genes.pooled, zq, context.pooled, zs, symbols)
+        return self.kernel.gene_weights(w, a)
 
     # -- public interface ---------------------------------------------------------------------
     def encode_spots(self, slide: SlideInputs) -> torch.Tensor:

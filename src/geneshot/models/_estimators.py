@@ -7,6 +7,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import RidgeCV
 
 from geneshot.errors import InputError
+from geneshot.genes import locus_kernel
 from geneshot.models._base import Estimator
 from geneshot.models._inputs import GeneInputs, SlideInputs
 
@@ -14,6 +15,8 @@ _ALPHAS = [float(a) for a in np.logspace(-2, 5, 15)]
 # gene-kernel's CV grids: ridge strength in gene space and kernel sharpness (0 = plain cosine)
 _LAMBDAS = [float(a) for a in np.logspace(-3, 2, 11)]
 _GAMMAS = [0.0, 5.0, 10.0, 20.0]
+# ... and weight of the genome-locus kernel added to the text kernel (0 = text only)
+_LOCUS_WEIGHTS = [0.0, 0.5, 1.0]
 
 
 def _features(slide: SlideInputs, use_nuclei: bool) -> np.ndarray:
@@ -191,17 +194,19 @@ class GeneKernelEstimator(_PCARidge):
     With ``F_S`` the seen genes' ridge predictions at the spots of a slide and ``m`` their mean
     over genes (each spot's common pattern, what the ``depth`` control predicts), a gene ``u``
     gets ``m + k(u, S) (K_SS + lambda I)^-1 (F_S - m)``, ``K`` a cosine kernel of the genes'
-    pooled text embeddings (``gamma > 0``: ``exp(gamma (cos - 1))``, sharper). A gene whose
-    description is unlike every seen gene's falls back to the common pattern; a large
-    ``lambda`` does the same for all genes. ``lambda`` and ``gamma`` are chosen by exact
-    leave-one-gene-out CV over the SEEN genes inside training (mean PCC across training spots of
-    each left-out gene's prediction with its target), so no unseen gene is ever looked at.
-    ``text-knn`` is the special case of a hard k-nearest kernel without CV.
+    pooled text embeddings (``gamma > 0``: ``exp(gamma (cos - 1))``, sharper) plus ``w`` times
+    their locus kernel (:func:`geneshot.genes.locus_kernel`: same chromosome arm, region,
+    band; read from ``GeneInputs.symbols``, so it needs them). A gene whose knowledge is unlike
+    every seen gene's falls back to the common pattern; a large ``lambda`` does the same for
+    all genes. ``lambda``, ``gamma`` and ``w`` are chosen by exact leave-one-gene-out CV over
+    the SEEN genes inside training (mean PCC across training spots of each left-out gene's
+    prediction with its target), so no unseen gene is ever looked at. ``text-knn`` is the
+    special case of a hard k-nearest text kernel without CV.
 
     Parameters
     ----------
-    lambdas, gammas
-        Grids searched by the gene CV (``None``: defaults).
+    lambdas, gammas, locus_weights
+        Grids searched by the gene CV (``None``: defaults; ``locus_weights=[0.0]``: text only).
     cv_spots
         Training spots (a fixed random subset) the CV scores on, bounding its cost.
     cv_top
@@ -214,13 +219,20 @@ class GeneKernelEstimator(_PCARidge):
         self,
         lambdas: list[float] | None = None,
         gammas: list[float] | None = None,
+        locus_weights: list[float] | None = None,
         cv_spots: int = 600,
         cv_top: int = 400,
         **config,
     ) -> None:
         super().__init__(**config)
         # None = the default grid, resolved at fit (create_model stores the raw config)
-        self.config.update(lambdas=lambdas, gammas=gammas, cv_spots=cv_spots, cv_top=cv_top)
+        self.config.update(
+            lambdas=lambdas,
+            gammas=gammas,
+            locus_weights=locus_weights,
+            cv_spots=cv_spots,
+            cv_top=cv_top,
+        )
 
     def fit(
         self, slides: list[SlideInputs], targets: list[np.ndarray], genes: GeneInputs
@@ -229,15 +241,22 @@ class GeneKernelEstimator(_PCARidge):
         y = _check_targets(slides, targets, genes.n_genes)
         self._fit_xy(slides, y)
         self.vectors_ = _unit(genes.pooled.detach().cpu().numpy().astype(np.float64))
+        self.symbols_ = None if genes.symbols is None else list(genes.symbols)
+        # the seen genes' locus kernel, once (zero without symbols: the text kernel alone)
+        locus = (
+            np.zeros((genes.n_genes, genes.n_genes))
+            if self.symbols_ is None
+            else locus_kernel(self.symbols_, self.symbols_)
+        )
         x = np.vstack([_features(s, self.config["use_nuclei"]) for s in slides])
         rng = np.random.default_rng(0)
         rows = np.sort(rng.permutation(len(x))[: int(self.config.get("cv_spots") or 600)])
         f = self.ridge_.predict(self.pca_.transform(x[rows]))  # (n, S) seen-gene fits
         m = f.mean(1, keepdims=True)
-        self.cv_ = self._cv(f - m, m, y[rows])
+        self.cv_ = self._cv(f - m, m, y[rows], locus)
         best = max(self.cv_, key=lambda r: r["score"])
-        self.lambda_, self.gamma_ = best["lambda"], best["gamma"]
-        k = _cosine_kernel(self.vectors_, self.vectors_, self.gamma_)
+        self.lambda_, self.gamma_, self.locus_weight_ = best["lambda"], best["gamma"], best["locus"]
+        k = self._kernel(self.vectors_, self.symbols_, locus)
         inv = np.linalg.inv(k + self.lambda_ * np.eye(len(k)))
         # the fits are linear in the PCA scores z: F = z B^T + c, so the gene-space solve is
         # folded into the coefficients once: (K + lambda I)^-1 (F - m) = z G^T + g0
@@ -247,7 +266,7 @@ class GeneKernelEstimator(_PCARidge):
         self.solved_icpt_ = inv @ (icpt - self.mean_icpt_)
         return self
 
-    def _cv(self, fc: np.ndarray, m: np.ndarray, y: np.ndarray) -> list[dict]:
+    def _cv(self, fc: np.ndarray, m: np.ndarray, y: np.ndarray, locus: np.ndarray) -> list[dict]:
         """Leave-one-gene-out scores on every (gamma, lambda) of the grid, closed form."""
         top = int(self.config.get("cv_top") or 0) or fc.shape[1]
         yc = y[:, :top] - y[:, :top].mean(0)
@@ -255,8 +274,13 @@ class GeneKernelEstimator(_PCARidge):
         out = []
         gammas = self.config.get("gammas")
         lambdas = self.config.get("lambdas") or _LAMBDAS
-        for gamma in _GAMMAS if gammas is None else gammas:
-            k = _cosine_kernel(self.vectors_, self.vectors_, gamma)
+        weights = self.config.get("locus_weights")
+        weights = _LOCUS_WEIGHTS if weights is None else weights
+        if self.symbols_ is None:
+            weights = [0.0]  # no symbols, no locus
+        grid = [(g, w) for g in (_GAMMAS if gammas is None else gammas) for w in weights]
+        for gamma, weight in grid:
+            k = _cosine_kernel(self.vectors_, self.vectors_, gamma) + weight * locus
             evals, evecs = np.linalg.eigh(k)
             proj = evecs.T @ fc.T  # (S, n)
             for lam in lambdas:
@@ -269,15 +293,36 @@ class GeneKernelEstimator(_PCARidge):
                 pc = p - p.mean(0)
                 den = np.linalg.norm(pc, axis=0) * yn
                 r = np.where(den > 0, (pc * yc).sum(0) / np.where(den > 0, den, 1.0), 0.0)
-                out.append({"gamma": float(gamma), "lambda": float(lam), "score": float(r.mean())})
+                out.append(
+                    {
+                        "gamma": float(gamma),
+                        "locus": float(weight),
+                        "lambda": float(lam),
+                        "score": float(r.mean()),
+                    }
+                )
         return out
+
+    def _kernel(
+        self, q: np.ndarray, symbols: list[str] | None, locus: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``K(q, S)``: the chosen text kernel plus the chosen weight of the locus kernel."""
+        k = _cosine_kernel(q, self.vectors_, self.gamma_)
+        weight = getattr(self, "locus_weight_", 0.0)  # 0 in runs saved before the locus kernel
+        if weight and symbols is not None:
+            if locus is None:
+                locus = locus_kernel(symbols, self.symbols_)
+            k = k + weight * locus
+        return k
 
     def predict(self, slide: SlideInputs, genes: GeneInputs) -> np.ndarray:
         """Predictions ``(N, G)`` for any genes, seen or not, on the target scale."""
         if not hasattr(self, "solved_coef_"):
-            raise InputError(None, "GeneKernelEstimator is not fitted", "call fit(slides, targets, genes) first")
+            raise InputError(
+                None, "GeneKernelEstimator is not fitted", "call fit(slides, targets, genes) first"
+            )
         z = self.pca_.transform(_features(slide, self.config["use_nuclei"]))
         m = z @ self.mean_coef_ + self.mean_icpt_  # (N,) common pattern
         q = _unit(genes.pooled.detach().cpu().numpy().astype(np.float64))
-        kq = _cosine_kernel(q, self.vectors_, self.gamma_)  # (G, S)
+        kq = self._kernel(q, genes.symbols)  # (G, S)
         return m[:, None] + z @ (kq @ self.solved_coef_).T + kq @ self.solved_icpt_

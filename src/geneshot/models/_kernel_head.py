@@ -11,9 +11,11 @@ kernel head keeps what makes the closed-form ``gene-kernel`` work and learns ins
    differentiable; penalty ``alpha`` learned);
 3. a gene ``q`` is predicted as ``m + sum_j A_qj (F_j - m)``, ``m`` the mean of the support
    fits (the common pattern) and ``A = K_QS (K_SS + lambda I)^-1`` kernel ridge in gene
-   space, with ``K = exp(gamma (cos_text - 1) + beta (cos_z - 1))``: ``cos_text`` between the
-   gene encoder's pooled vectors (fixed), ``cos_z`` between ALIGN-ST's gene embeddings (PGGP,
-   ASIG). ``beta`` starts near 0 and ``s`` small, so training starts at gene-kernel.
+   space, with ``K = exp(gamma (cos_text - 1) + beta (cos_z - 1)) + w L``: ``cos_text`` between
+   the gene encoder's pooled vectors (fixed), ``cos_z`` between ALIGN-ST's gene embeddings
+   (PGGP, ASIG), ``L`` the genes' locus kernel (:func:`geneshot.genes.locus_kernel`, from
+   their symbols; 0 without them) with a learned weight ``w``. ``beta`` starts near 0 and
+   ``s`` small, so training starts at gene-kernel.
 
 In training the support genes are the step's context genes, fitted on half of the section's
 spots; the loss is on the other half, for the step's output genes: each step is a small
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geneshot.errors import InputError
+from geneshot.genes import locus_kernel
 
 
 def _ridge(u: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -50,7 +53,8 @@ class KernelHead(nn.Module):
     ----------
     cfg
         ALIGN-ST config: ``d_img``, ``d_model``, ``kernel_anchor`` (principal components in
-        ``a``), ``kernel_gamma`` / ``kernel_lambda`` / ``ridge_alpha`` (initial values),
+        ``a``), ``kernel_gamma`` / ``kernel_lambda`` / ``ridge_alpha`` / ``kernel_locus``
+        (initial values; ``kernel_locus=0`` leaves the locus kernel out),
         ``n_support`` (seen genes; set by the trainer).
     """
 
@@ -64,6 +68,8 @@ class KernelHead(nn.Module):
         self.log_lambda = nn.Parameter(torch.tensor(math.log(cfg["kernel_lambda"])))
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg["ridge_alpha"])))
         self.log_beta = nn.Parameter(torch.tensor(-4.0))
+        locus = float(cfg.get("kernel_locus", 0.0))
+        self.log_locus = nn.Parameter(torch.tensor(math.log(locus))) if locus > 0 else None
         self.spot_scale = nn.Parameter(torch.tensor(0.05))
 
     @torch.no_grad()
@@ -102,19 +108,29 @@ class KernelHead(nn.Module):
         self.support_w.copy_(w)
 
     def mixing(
-        self, tq: torch.Tensor, zq: torch.Tensor, ts: torch.Tensor, zs: torch.Tensor
+        self,
+        tq: torch.Tensor,
+        zq: torch.Tensor,
+        ts: torch.Tensor,
+        zs: torch.Tensor,
+        symbols: tuple[list[str] | None, list[str] | None] = (None, None),
     ) -> torch.Tensor:
-        """``A = K_QS (K_SS + lambda I)^-1``, ``(Q, S)``."""
+        """``A = K_QS (K_SS + lambda I)^-1``, ``(Q, S)``; ``symbols``: of the Q and S genes."""
         tq, ts, zq, zs = (F.normalize(v, dim=-1) for v in (tq, ts, zq, zs))
         gamma, beta = self.log_gamma.exp(), self.log_beta.exp()
 
-        def kernel(ta, za, tb, zb):
-            return torch.exp(gamma * (ta @ tb.T - 1.0) + beta * (za @ zb.T - 1.0))
+        def kernel(ta, za, tb, zb, sa, sb):
+            k = torch.exp(gamma * (ta @ tb.T - 1.0) + beta * (za @ zb.T - 1.0))
+            if self.log_locus is None or sa is None or sb is None:
+                return k
+            return k + self.log_locus.exp() * torch.from_numpy(locus_kernel(sa, sb)).to(k)
 
-        kss = kernel(ts, zs, ts, zs)
+        sq, ss = symbols
+        kss = kernel(ts, zs, ts, zs, ss, ss)
         eye = torch.eye(len(ts), dtype=kss.dtype, device=kss.device)
+        ksq = kernel(ts, zs, tq, zq, ss, sq)
         # (K_SS + lambda I) is symmetric positive definite: A^T = solve(K_SS + lambda I, K_SQ)
-        return torch.linalg.solve(kss + self.log_lambda.exp() * eye, kernel(ts, zs, tq, zq)).T
+        return torch.linalg.solve(kss + self.log_lambda.exp() * eye, ksq).T
 
     def stored(self, ids: torch.Tensor | None) -> torch.Tensor:
         """The stored fits ``(k + d + 1, C)`` of the context genes with seen-gene slots ``ids``."""

@@ -527,6 +527,8 @@ class GeneshotModel:
         spec = MODELS.get(meta.get("model"))
         if spec is not None and "head" in spec.defaults:
             model_config.setdefault("head", "dot")  # runs saved before the kernel head had the dot head
+        if spec is not None and "kernel_locus" in spec.defaults:
+            model_config.setdefault("kernel_locus", 0.0)  # runs saved before the locus kernel
         try:
             self = cls(meta["model"], meta["setting"], meta["train_config"], **model_config)
             self.contract = DataContract.from_dict(meta["contract"])
