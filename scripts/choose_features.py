@@ -21,7 +21,8 @@ are the registered gene encoders (on the default image features) and the models 
 closed-form zero-shot baselines that read nothing but the gene vectors and the seen genes'
 image fits: ``text-knn`` and ``gene-kernel``. With ``--what trainer`` / ``--what head`` the
 candidates are ALIGN-ST training losses / heads with and without the validation keep rule,
-scored by ``align-st`` alone. Every prepared input comes from the geneshot
+scored by ``align-st`` alone; ``--what locus`` scores ALIGN-ST with and without the genes'
+locus kernel the same way. Every prepared input comes from the geneshot
 cache and every fold's scores are kept in ``--scores`` (JSON), so a rerun only fits what
 is missing. With ``--what augment`` the candidates add training data to the frozen
 features (stain-jittered copies of the training sections; a small adapter trained on the
@@ -111,6 +112,11 @@ STAGE_CANDIDATES: dict[str, dict] = {
     "no_asig": {"model": {"use_asig": False}},
     "no_spot_graph": {"model": {"use_spot_graph": False}},
 }
+# ALIGN-ST (kernel head, its default training) with and without the genes' locus kernel
+LOCUS_CANDIDATES: dict[str, dict] = {
+    "locus": {"model": {}},
+    "no locus": {"model": {"kernel_locus": 0.0}},
+}
 # SGN with and without the validation keep rule
 SGN_CANDIDATES: dict[str, dict] = {
     "sgn + keep rule": {"train": {}},
@@ -139,6 +145,7 @@ WHAT = {
     "head": (HEAD_CANDIDATES, TRAINER_MODELS),
     "sgn-keep": (SGN_CANDIDATES, {"sgn": "zero-shot"}),
     "stages": (STAGE_CANDIDATES, TRAINER_MODELS),
+    "locus": (LOCUS_CANDIDATES, TRAINER_MODELS),
     "augment": (AUGMENT_CANDIDATES, AUGMENT_MODELS),
 }
 

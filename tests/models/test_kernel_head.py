@@ -134,3 +134,25 @@ def test_the_locus_kernel_joins_the_text_kernel_by_symbol():
     # through the seen genes' kernel
     assert a_locus[0, 0] > a_text[0, 0] + 0.05
     assert not torch.allclose(a_locus, a_text)
+
+
+def test_the_kernel_starts_at_the_gene_cv_choice():
+    rng = np.random.default_rng(0)
+    u = torch.from_numpy(rng.normal(size=(300, 12)))
+    vec = rng.normal(size=(60, 5))
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    rows = torch.arange(0, 300, 2)
+    chosen = {}
+    for informative in (True, False):
+        # maps smooth in the text vectors (or not), plus noise
+        w = vec @ rng.normal(size=(5, 12)) if informative else rng.normal(size=(60, 12))
+        y = u @ torch.from_numpy(w.T) + 0.5 * torch.from_numpy(rng.normal(size=(300, 60)))
+        cfg = {"d_img": 16, "d_model": 8, "kernel_anchor": 4, "kernel_gamma": 10.0, "kernel_lambda": 0.1, "ridge_alpha": 1e-3, "n_support": 60, "kernel_locus": 0.5}
+        head = KernelHead(cfg)
+        best = head.choose_start(u.float(), y.float(), torch.from_numpy(vec).float(), None, rows)
+        assert float(head.log_gamma.exp()) == pytest.approx(best["gamma"], rel=1e-5)
+        assert float(head.log_lambda.exp()) == pytest.approx(best["lambda"], rel=1e-5)
+        assert best["locus"] == 0.0  # no symbols: no locus
+        chosen[informative] = best["lambda"]
+    # text that carries the maps is trusted more (less shrinkage toward the common pattern)
+    assert chosen[True] < chosen[False], chosen

@@ -6,6 +6,7 @@ means our inference (the paper text was not available), ``[P]`` the paper, ``[C]
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -84,6 +85,9 @@ ALIGN_ST_DEFAULTS: dict = {
     # initial weight of the genes' locus kernel (same chromosome arm / region / band; learned;
     # 0 = off). geneshot's [I]: gene knowledge the paper does not use (BENCHMARKS.md, session 6)
     "kernel_locus": 0.5,
+    # start gamma, lambda and the locus weight at the gene CV's choice on the training genes
+    # (KernelHead.choose_start, the rule gene-kernel chooses by); False: at the values above
+    "kernel_cv_start": True,
     "n_support": 0,  # seen genes whose fits the head stores (set by the trainer)
     # gradient through the context genes of the gene graph (False: they are fixed neighbours)
     "context_grad": False,
@@ -418,6 +422,31 @@ class AlignST(GeneExpressionModule):
     def set_anchor(self, features) -> None:
         """Kernel head: principal axes of the training features (called once before training)."""
         self.kernel.set_anchor(features)
+
+    @torch.no_grad()
+    def choose_kernel_start(
+        self,
+        slides: list[SlideInputs],
+        targets: list[torch.Tensor],
+        masks: list[torch.Tensor],
+        genes: GeneInputs,
+        top: int = 400,
+        n_rows: int = 600,
+    ) -> dict:
+        """Kernel head: start its kernel where the gene CV puts it (:meth:`KernelHead.choose_start`).
+
+        ``targets`` hold ``genes``' columns only; the CV scores ``n_rows`` random ``masks`` spots.
+        """
+        was = self.training
+        self.eval()
+        try:
+            u = torch.cat([self._kernel_spots(s)[m] for s, m in zip(slides, masks, strict=True)])
+            y = torch.cat([t[m] for t, m in zip(targets, masks, strict=True)])
+        finally:
+            self.train(was)
+        rng = np.random.default_rng(0)
+        rows = torch.from_numpy(np.sort(rng.permutation(len(u))[:n_rows])).to(u.device)
+        return self.kernel.choose_start(u, y, genes.pooled, genes.symbols, rows, top)
 
     @torch.no_grad()
     def fit_support(self, slides: list[SlideInputs], targets: list[torch.Tensor], masks: list[torch.Tensor]) -> None:

@@ -9,14 +9,10 @@ from sklearn.linear_model import RidgeCV
 from geneshot.errors import InputError
 from geneshot.genes import locus_kernel
 from geneshot.models._base import Estimator
+from geneshot.models._gene_cv import GAMMAS, LAMBDAS, LOCUS_WEIGHTS, gene_cv, text_kernel, unit_rows
 from geneshot.models._inputs import GeneInputs, SlideInputs
 
 _ALPHAS = [float(a) for a in np.logspace(-2, 5, 15)]
-# gene-kernel's CV grids: ridge strength in gene space and kernel sharpness (0 = plain cosine)
-_LAMBDAS = [float(a) for a in np.logspace(-3, 2, 11)]
-_GAMMAS = [0.0, 5.0, 10.0, 20.0]
-# ... and weight of the genome-locus kernel added to the text kernel (0 = text only)
-_LOCUS_WEIGHTS = [0.0, 0.5, 1.0]
 
 
 def _features(slide: SlideInputs, use_nuclei: bool) -> np.ndarray:
@@ -178,16 +174,6 @@ class DepthEstimator(_PCARidge):
         return np.repeat(self._predict_fitted(slide)[:, None], genes.n_genes, axis=1)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def _cosine_kernel(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
-    """``cos`` (``gamma == 0``) or ``exp(gamma * (cos - 1))`` between unit rows of ``a`` and ``b``."""
-    c = a @ b.T
-    return c if gamma == 0 else np.exp(gamma * (c - 1.0))
-
-
 class GeneKernelEstimator(_PCARidge):
     """Zero-shot: ridge fits of the seen genes, carried to other genes by kernel ridge in gene space.
 
@@ -240,7 +226,7 @@ class GeneKernelEstimator(_PCARidge):
         """Fit ridge for the seen ``genes``, then choose ``lambda``/``gamma`` by gene CV."""
         y = _check_targets(slides, targets, genes.n_genes)
         self._fit_xy(slides, y)
-        self.vectors_ = _unit(genes.pooled.detach().cpu().numpy().astype(np.float64))
+        self.vectors_ = unit_rows(genes.pooled.detach().cpu().numpy().astype(np.float64))
         self.symbols_ = None if genes.symbols is None else list(genes.symbols)
         # the seen genes' locus kernel, once (zero without symbols: the text kernel alone)
         locus = (
@@ -252,8 +238,7 @@ class GeneKernelEstimator(_PCARidge):
         rng = np.random.default_rng(0)
         rows = np.sort(rng.permutation(len(x))[: int(self.config.get("cv_spots") or 600)])
         f = self.ridge_.predict(self.pca_.transform(x[rows]))  # (n, S) seen-gene fits
-        m = f.mean(1, keepdims=True)
-        self.cv_ = self._cv(f - m, m, y[rows], locus)
+        self.cv_ = self._cv(f, y[rows], locus)
         best = max(self.cv_, key=lambda r: r["score"])
         self.lambda_, self.gamma_, self.locus_weight_ = best["lambda"], best["gamma"], best["locus"]
         k = self._kernel(self.vectors_, self.symbols_, locus)
@@ -266,48 +251,26 @@ class GeneKernelEstimator(_PCARidge):
         self.solved_icpt_ = inv @ (icpt - self.mean_icpt_)
         return self
 
-    def _cv(self, fc: np.ndarray, m: np.ndarray, y: np.ndarray, locus: np.ndarray) -> list[dict]:
-        """Leave-one-gene-out scores on every (gamma, lambda) of the grid, closed form."""
-        top = int(self.config.get("cv_top") or 0) or fc.shape[1]
-        yc = y[:, :top] - y[:, :top].mean(0)
-        yn = np.linalg.norm(yc, axis=0)
-        out = []
-        gammas = self.config.get("gammas")
-        lambdas = self.config.get("lambdas") or _LAMBDAS
-        weights = self.config.get("locus_weights")
-        weights = _LOCUS_WEIGHTS if weights is None else weights
-        if self.symbols_ is None:
-            weights = [0.0]  # no symbols, no locus
-        grid = [(g, w) for g in (_GAMMAS if gammas is None else gammas) for w in weights]
-        for gamma, weight in grid:
-            k = _cosine_kernel(self.vectors_, self.vectors_, gamma) + weight * locus
-            evals, evecs = np.linalg.eigh(k)
-            proj = evecs.T @ fc.T  # (S, n)
-            for lam in lambdas:
-                shrink = evals / (evals + lam)
-                hat_diag = (evecs[:top] ** 2) @ shrink
-                fitted = (evecs[:top] @ (shrink[:, None] * proj)).T  # (n, top)
-                # exact leave-one-gene-out prediction of each gene's map (kernel ridge identity)
-                loo = (fitted - hat_diag * fc[:, :top]) / np.maximum(1.0 - hat_diag, 1e-9)
-                p = m + loo
-                pc = p - p.mean(0)
-                den = np.linalg.norm(pc, axis=0) * yn
-                r = np.where(den > 0, (pc * yc).sum(0) / np.where(den > 0, den, 1.0), 0.0)
-                out.append(
-                    {
-                        "gamma": float(gamma),
-                        "locus": float(weight),
-                        "lambda": float(lam),
-                        "score": float(r.mean()),
-                    }
-                )
-        return out
+    def _cv(self, fits: np.ndarray, y: np.ndarray, locus: np.ndarray) -> list[dict]:
+        """:func:`~geneshot.models._gene_cv.gene_cv` over this estimator's grids."""
+        gammas, weights = self.config.get("gammas"), self.config.get("locus_weights")
+        return gene_cv(
+            self.vectors_,
+            locus,
+            fits,
+            y,
+            gammas=GAMMAS if gammas is None else gammas,
+            lambdas=self.config.get("lambdas") or LAMBDAS,
+            # no symbols, no locus
+            weights=[0.0] if self.symbols_ is None else (LOCUS_WEIGHTS if weights is None else weights),
+            top=int(self.config.get("cv_top") or 0),
+        )
 
     def _kernel(
         self, q: np.ndarray, symbols: list[str] | None, locus: np.ndarray | None = None
     ) -> np.ndarray:
         """``K(q, S)``: the chosen text kernel plus the chosen weight of the locus kernel."""
-        k = _cosine_kernel(q, self.vectors_, self.gamma_)
+        k = text_kernel(q, self.vectors_, self.gamma_)
         weight = getattr(self, "locus_weight_", 0.0)  # 0 in runs saved before the locus kernel
         if weight and symbols is not None:
             if locus is None:
@@ -323,6 +286,6 @@ class GeneKernelEstimator(_PCARidge):
             )
         z = self.pca_.transform(_features(slide, self.config["use_nuclei"]))
         m = z @ self.mean_coef_ + self.mean_icpt_  # (N,) common pattern
-        q = _unit(genes.pooled.detach().cpu().numpy().astype(np.float64))
+        q = unit_rows(genes.pooled.detach().cpu().numpy().astype(np.float64))
         kq = self._kernel(q, genes.symbols)  # (G, S)
         return m[:, None] + z @ (kq @ self.solved_coef_).T + kq @ self.solved_icpt_

@@ -17,6 +17,11 @@ kernel head keeps what makes the closed-form ``gene-kernel`` work and learns ins
    their symbols; 0 without them) with a learned weight ``w``. ``beta`` starts near 0 and
    ``s`` small, so training starts at gene-kernel.
 
+Before training the head starts where the closed form would: its kernel sharpness, gene-space
+penalty and locus weight are set by the exact leave-one-gene-out CV of ``gene-kernel``
+(:func:`geneshot.models._gene_cv.gene_cv`) on its own initial fits of the training genes
+(:meth:`KernelHead.choose_start`); training moves them from there.
+
 In training the support genes are the step's context genes, fitted on half of the section's
 spots; the loss is on the other half, for the step's output genes: each step is a small
 zero-shot problem. At prediction the support is every seen gene, fitted once on all training
@@ -30,10 +35,13 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.linear_model import RidgeCV
 from torch import nn
 
 from geneshot.errors import InputError
 from geneshot.genes import locus_kernel
+from geneshot.models._estimators import _ALPHAS
+from geneshot.models._gene_cv import GAMMAS, LAMBDAS, LOCUS_WEIGHTS, gene_cv, unit_rows
 
 
 def _ridge(u: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -85,6 +93,50 @@ class KernelHead(nn.Module):
         total = float((sv[:k_eff] ** 2).sum()) / len(x)
         self.anchor_mean.copy_(torch.from_numpy(mean).float())
         self.anchor_proj.copy_(torch.from_numpy(proj / math.sqrt(max(total, 1e-12))).float())
+
+    @torch.no_grad()
+    def choose_start(
+        self,
+        u: torch.Tensor,
+        y: torch.Tensor,
+        pooled: torch.Tensor,
+        symbols: list[str] | None,
+        rows: torch.Tensor,
+        top: int = 0,
+    ) -> dict:
+        """Set gamma, lambda and the locus weight to the gene CV's choice on these fits.
+
+        ``u`` ``(N, k + d)`` training spot vectors and ``y`` ``(N, S)`` the training genes'
+        targets (ordered most expressed first); the genes are fitted on all ``N`` spots (ridge,
+        penalty per gene by GCV, as ``gene-kernel``) and scored by :func:`~geneshot.models._gene_cv.gene_cv` at the ``rows`` spots. Returns the
+        chosen grid point.
+        """
+        # the closed form's fits: a ridge per gene with its penalty by GCV (the head's own
+        # single, nearly unpenalised start overfits the training spots, and the CV would then
+        # read that noise as a reason to shrink)
+        x = u.double().cpu().numpy()
+        ridge = RidgeCV(alphas=_ALPHAS, alpha_per_target=True).fit(x, y.double().cpu().numpy())
+        fits = ridge.predict(x[rows.cpu().numpy()])
+        use_locus = self.log_locus is not None and symbols is not None
+        best = max(
+            gene_cv(
+                unit_rows(pooled.double().cpu().numpy()),
+                locus_kernel(symbols, symbols) if use_locus else np.zeros((y.shape[1],) * 2),
+                fits,
+                y[rows].double().cpu().numpy(),
+                gammas=[g for g in GAMMAS if g > 0],  # the head's kernel is exp(gamma (cos - 1))
+                lambdas=LAMBDAS,
+                weights=LOCUS_WEIGHTS if use_locus else [0.0],
+                top=top,
+            ),
+            key=lambda r: r["score"],
+        )
+        self.log_gamma.fill_(math.log(best["gamma"]))
+        self.log_lambda.fill_(math.log(best["lambda"]))
+        if use_locus:
+            # a log weight cannot be 0: "no locus" starts at a negligible weight
+            self.log_locus.fill_(math.log(max(best["locus"], 1e-6)))
+        return best
 
     def spots(self, image: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``u = [a, s * x]`` ``(N, k + d)`` (the intercept is added by the ridge)."""

@@ -140,6 +140,16 @@ def _fit_torch(
     support = bool(getattr(mod, "uses_support", False))
     if support:
         mod.set_anchor(torch.cat([slides[i].image for i in fit_slides]).cpu().numpy())
+    if support and mod.config.get("kernel_cv_start"):
+        # the kernel starts where the closed-form gene CV puts it, on the training genes only
+        cols = torch.from_numpy(train_genes).to(device)
+        start = mod.choose_kernel_start(
+            [slides[i] for i in fit_slides],
+            [ys[i][:, cols] for i in fit_slides],
+            [masks[i] for i in fit_slides],
+            gin.select(torch.from_numpy(train_genes)),
+        )
+        log.info("%s: kernel starts at the gene CV's choice %s", gm.name, start)
     opt = torch.optim.AdamW(mod.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     rank, world = rank_world()
     # slides per optimiser step over all processes: all fitting sections by default, else
