@@ -21,8 +21,9 @@ are the registered gene encoders (on the default image features) and the models 
 closed-form zero-shot baselines that read nothing but the gene vectors and the seen genes'
 image fits: ``text-knn`` and ``gene-kernel``. With ``--what trainer`` / ``--what head`` the
 candidates are ALIGN-ST training losses / heads with and without the validation keep rule,
-scored by ``align-st`` alone; ``--what locus`` scores ALIGN-ST with and without the genes'
-locus kernel the same way. Every prepared input comes from the geneshot
+scored by ``align-st`` alone; ``--what locus`` / ``--what kernel-start`` score ALIGN-ST with and
+without the genes' locus kernel / with its kernel started at the gene CV's choice or at its
+config values, the same way. Every prepared input comes from the geneshot
 cache and every fold's scores are kept in ``--scores`` (JSON), so a rerun only fits what
 is missing. With ``--what augment`` the candidates add training data to the frozen
 features (stain-jittered copies of the training sections; a small adapter trained on the
@@ -117,6 +118,11 @@ LOCUS_CANDIDATES: dict[str, dict] = {
     "locus": {"model": {}},
     "no locus": {"model": {"kernel_locus": 0.0}},
 }
+# ... and with its kernel started at the gene CV's choice or at the config's values
+KERNEL_START_CANDIDATES: dict[str, dict] = {
+    "cv start": {"model": {"kernel_cv_start": True}},
+    "config start": {"model": {"kernel_cv_start": False}},
+}
 # SGN with and without the validation keep rule
 SGN_CANDIDATES: dict[str, dict] = {
     "sgn + keep rule": {"train": {}},
@@ -146,6 +152,7 @@ WHAT = {
     "sgn-keep": (SGN_CANDIDATES, {"sgn": "zero-shot"}),
     "stages": (STAGE_CANDIDATES, TRAINER_MODELS),
     "locus": (LOCUS_CANDIDATES, TRAINER_MODELS),
+    "kernel-start": (KERNEL_START_CANDIDATES, TRAINER_MODELS),
     "augment": (AUGMENT_CANDIDATES, AUGMENT_MODELS),
 }
 
