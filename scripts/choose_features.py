@@ -23,7 +23,9 @@ image fits: ``text-knn`` and ``gene-kernel``. With ``--what trainer`` / ``--what
 candidates are ALIGN-ST training losses / heads with and without the validation keep rule,
 scored by ``align-st`` alone; ``--what locus`` / ``--what kernel-start`` score ALIGN-ST with and
 without the genes' locus kernel / with its kernel started at the gene CV's choice or at its
-config values, the same way. Every prepared input comes from the geneshot
+config values / with its stored seen-gene fits at the learned penalty or at per-gene GCV
+penalties (``--what support-fit``), the same way. ``--what cv-fits`` scores ``gene-kernel``
+and ALIGN-ST with the gene CV reading in-sample or out-of-section fits of the seen genes. Every prepared input comes from the geneshot
 cache and every fold's scores are kept in ``--scores`` (JSON), so a rerun only fits what
 is missing. With ``--what augment`` the candidates add training data to the frozen
 features (stain-jittered copies of the training sections; a small adapter trained on the
@@ -123,6 +125,18 @@ KERNEL_START_CANDIDATES: dict[str, dict] = {
     "cv start": {"model": {"kernel_cv_start": True}},
     "config start": {"model": {"kernel_cv_start": False}},
 }
+# ... and with the seen genes' stored fits at its learned penalty or at a penalty per gene by GCV
+SUPPORT_FIT_CANDIDATES: dict[str, dict] = {
+    "learned fits": {"model": {"support_fit": "learned"}},
+    "gcv fits": {"model": {"support_fit": "gcv"}},
+}
+# the seen genes' maps that the gene CV (gene-kernel's choice, ALIGN-ST's kernel start) reads:
+# fitted in-sample, or each training section predicted from the other training sections
+CV_FITS_CANDIDATES: dict[str, dict] = {
+    "in-sample": {"model": {"cv_fits": "in-sample"}},
+    "out-of-section": {"model": {"cv_fits": "out-of-section"}},
+}
+CV_FITS_MODELS = {"gene-kernel": "zero-shot", "align-st": "zero-shot"}
 # SGN with and without the validation keep rule
 SGN_CANDIDATES: dict[str, dict] = {
     "sgn + keep rule": {"train": {}},
@@ -153,6 +167,8 @@ WHAT = {
     "stages": (STAGE_CANDIDATES, TRAINER_MODELS),
     "locus": (LOCUS_CANDIDATES, TRAINER_MODELS),
     "kernel-start": (KERNEL_START_CANDIDATES, TRAINER_MODELS),
+    "support-fit": (SUPPORT_FIT_CANDIDATES, TRAINER_MODELS),
+    "cv-fits": (CV_FITS_CANDIDATES, CV_FITS_MODELS),
     "augment": (AUGMENT_CANDIDATES, AUGMENT_MODELS),
 }
 

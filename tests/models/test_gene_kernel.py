@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from geneshot.errors import InputError
 from geneshot.models import GeneInputs, SlideInputs, create_model
 
 D_IMG, D_T = 6, 5
@@ -120,3 +122,46 @@ def test_locus_weight_is_chosen_by_gene_cv():
     est.fit(slides[:3], [y[:, seen] for y in ys[:3]], _genes(vec[seen]))
     assert est.locus_weight_ == 0.0
     assert est.predict(slides[3], _genes(vec[unseen])).shape == (slides[3].n_spots, len(unseen))
+
+
+def test_out_of_section_fits_never_see_the_section_they_predict():
+    from geneshot.models._gene_cv import out_of_section_fits
+
+    section = np.repeat([0, 1, 2], [5, 4, 6])
+    rows = np.array([0, 3, 6, 9, 14])
+    calls = []
+
+    def fit_predict(train, at):
+        calls.append((train.copy(), at.copy()))
+        return np.repeat(at[:, None], 2, 1).astype(float)
+
+    out = out_of_section_fits(section, rows, 2, fit_predict)
+    assert np.array_equal(out[:, 0], rows)  # each row's value lands in its place
+    for train, at in calls:
+        assert len(np.unique(section[at])) == 1 and not train[section == section[at][0]].any()
+        assert train[section != section[at][0]].all()
+
+
+def test_out_of_section_cv_shrinks_maps_that_do_not_transfer_between_sections():
+    """Each section has its own gene-specific maps (smooth in the gene vectors): in-sample fits
+    make them look carried by the text; fits from the other sections show they are not."""
+    rng = np.random.default_rng(4)
+    n_genes = 120
+    vec = rng.normal(size=(n_genes, D_T))
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    slides = _slides(rng, 4)
+    common = rng.normal(size=D_IMG)
+    ys = [
+        s.image.numpy() @ (vec @ rng.normal(size=(D_IMG, D_T)).T + common).T
+        + 0.3 * rng.normal(size=(s.n_spots, n_genes))
+        for s in slides
+    ]
+    lambdas = [1e-3, 1e-1, 10.0, 1e3]
+    chosen = {}
+    for rule in ("in-sample", "out-of-section"):
+        est = create_model("gene-kernel", n_components=D_IMG, gammas=[0.0], lambdas=lambdas, cv_fits=rule)
+        est.fit(slides, ys, _genes(vec))
+        chosen[rule] = est.lambda_
+    assert chosen["out-of-section"] > chosen["in-sample"], chosen
+    with pytest.raises(InputError, match="cv_fits"):
+        create_model("gene-kernel", cv_fits="leave-one-out")

@@ -16,7 +16,7 @@ from tests.models.test_planted_signal import CONFIGS, FIT, fit_planted, mean_pcc
 KERNEL = {"head": "kernel", "kernel_anchor": 4}
 
 
-def _head(n_support=6, d_img=16, d=8):
+def _head(n_support=6, d_img=16, d=8, **extra):
     cfg = {
         "d_img": d_img,
         "d_model": d,
@@ -25,6 +25,7 @@ def _head(n_support=6, d_img=16, d=8):
         "kernel_lambda": 0.1,
         "ridge_alpha": 1e-3,
         "n_support": n_support,
+        **extra,
     }
     return KernelHead(cfg)
 
@@ -156,3 +157,22 @@ def test_the_kernel_starts_at_the_gene_cv_choice():
         chosen[informative] = best["lambda"]
     # text that carries the maps is trusted more (less shrinkage toward the common pattern)
     assert chosen[True] < chosen[False], chosen
+
+
+def test_gcv_stored_fits_shrink_the_genes_the_image_cannot_predict():
+    rng = np.random.default_rng(1)
+    u = torch.from_numpy(rng.normal(size=(200, 12))).float()
+    signal = u @ torch.from_numpy(rng.normal(size=(12, 1))).float()
+    # gene 0 follows the spots; gene 1 is noise the spots cannot predict
+    y = torch.cat([signal, torch.from_numpy(rng.normal(size=(200, 1))).float()], dim=1)
+    learned = _head(n_support=2)
+    gcv = _head(n_support=2, support_fit="gcv")
+    w_learned, w_gcv = learned.fit_stored(u, y), gcv.fit_stored(u, y)
+    assert w_gcv.shape == w_learned.shape == (13, 2)
+    assert torch.allclose(w_learned, learned.fit(u, y))  # "learned": the training fit itself
+    # the predictable gene keeps its fit; the noise gene's coefficients shrink toward zero
+    assert torch.allclose(w_gcv[:-1, 0], w_learned[:-1, 0], rtol=0.05, atol=0.02)
+    assert w_gcv[:-1, 1].norm() < 0.5 * w_learned[:-1, 1].norm()
+    with pytest.raises(InputError, match="support_fit"):
+        _head(support_fit="loo")
+

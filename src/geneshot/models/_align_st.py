@@ -13,6 +13,7 @@ from torch import nn
 
 from geneshot.errors import InputError
 from geneshot.models._base import GeneExpressionModule
+from geneshot.models._gene_cv import check_cv_fits
 from geneshot.models._graph import SpotSAGE, spot_edges
 from geneshot.models._inputs import GeneInputs, SlideInputs
 from geneshot.models._kernel_head import KernelHead
@@ -88,6 +89,12 @@ ALIGN_ST_DEFAULTS: dict = {
     # start gamma, lambda and the locus weight at the gene CV's choice on the training genes
     # (KernelHead.choose_start, the rule gene-kernel chooses by); False: at the values above
     "kernel_cv_start": True,
+    # the seen genes' maps that start's CV reads: "in-sample" (fitted on all training spots)
+    # or "out-of-section" (each training section predicted from the others), as gene-kernel
+    "cv_fits": "in-sample",
+    # the seen genes' fits kept for prediction: "learned" (the head's learned penalty, as in
+    # training) or "gcv" (a penalty per gene by GCV, as gene-kernel's fits)
+    "support_fit": "learned",
     "n_support": 0,  # seen genes whose fits the head stores (set by the trainer)
     # gradient through the context genes of the gene graph (False: they are fixed neighbours)
     "context_grad": False,
@@ -328,6 +335,7 @@ class AlignST(GeneExpressionModule):
         cfg = {**ALIGN_ST_DEFAULTS, **config}
         if cfg["head"] not in ("dot", "kernel"):
             raise InputError(None, f"unknown ALIGN-ST head {cfg['head']!r}", "use 'dot' or 'kernel'")
+        check_cv_fits(cfg["cv_fits"])
         self.config = cfg
         d = cfg["d_model"]
         self.ndaife = NDAIFE(cfg)
@@ -446,17 +454,32 @@ class AlignST(GeneExpressionModule):
             self.train(was)
         rng = np.random.default_rng(0)
         rows = torch.from_numpy(np.sort(rng.permutation(len(u))[:n_rows])).to(u.device)
-        return self.kernel.choose_start(u, y, genes.pooled, genes.symbols, rows, top)
+        section = None
+        if self.config.get("cv_fits", "in-sample") == "out-of-section":
+            counts = [int(m.sum()) for m in masks]
+            section = np.repeat(np.arange(len(counts)), counts)
+        return self.kernel.choose_start(u, y, genes.pooled, genes.symbols, rows, top, section)
 
     @torch.no_grad()
-    def fit_support(self, slides: list[SlideInputs], targets: list[torch.Tensor], masks: list[torch.Tensor]) -> None:
-        """Kernel head: fit and store every seen gene's ridge on the ``masks`` spots."""
+    def fit_support(
+        self,
+        slides: list[SlideInputs],
+        targets: list[torch.Tensor],
+        masks: list[torch.Tensor],
+        final: bool = False,
+    ) -> None:
+        """Kernel head: fit and store every seen gene's ridge on the ``masks`` spots.
+
+        ``final``: the fits kept for prediction, with the config's ``support_fit`` rule (per
+        epoch, for validation, the learned penalty: per-gene GCV costs ~2 s per fit).
+        """
         was = self.training
         self.eval()
         try:
-            u = [self._kernel_spots(s)[m] for s, m in zip(slides, masks, strict=True)]
-            y = [t[m] for t, m in zip(targets, masks, strict=True)]
-            self.kernel.store_support(self.kernel.fit(torch.cat(u), torch.cat(y)))
+            u = torch.cat([self._kernel_spots(s)[m] for s, m in zip(slides, masks, strict=True)])
+            y = torch.cat([t[m] for t, m in zip(targets, masks, strict=True)])
+            fit = self.kernel.fit_stored if final else self.kernel.fit
+            self.kernel.store_support(fit(u, y))
         finally:
             self.train(was)
 
@@ -472,7 +495,6 @@ class AlignST(GeneExpressionModule):
         if self.asig is not None:
             z_all = self.asig(z_all, z_all.shape[0])
         zq, zs = z_all[: genes.n_genes], z_all[genes.n_genes :]
-        self.last_gene_vectors = zq.detach()
         if support is not None:  # training: fit the context genes on the given spots
             u, y, fit = support
             w = self.kernel.fit(u[fit], y[fit])
@@ -480,7 +502,11 @@ class AlignST(GeneExpressionModule):
             w = self.kernel.stored(context.ids)
         symbols = (genes.symbols, context.symbols)
         a = self.kernel.mixing(genes.pooled, zq, context.pooled, zs, symbols)
-        return self.kernel.gene_weights(w, a)
+        weights, bias = self.kernel.gene_weights(w, a)
+        # for the trainer's gene-vector cosine: the vectors that multiply the spot vectors
+        # (prediction = u . w_g + b_g), not the gene embeddings inside the kernel
+        self.last_gene_vectors = weights.detach()
+        return weights, bias
 
     # -- public interface ---------------------------------------------------------------------
     def encode_spots(self, slide: SlideInputs) -> torch.Tensor:

@@ -9,7 +9,16 @@ from sklearn.linear_model import RidgeCV
 from geneshot.errors import InputError
 from geneshot.genes import locus_kernel
 from geneshot.models._base import Estimator
-from geneshot.models._gene_cv import GAMMAS, LAMBDAS, LOCUS_WEIGHTS, gene_cv, text_kernel, unit_rows
+from geneshot.models._gene_cv import (
+    GAMMAS,
+    LAMBDAS,
+    LOCUS_WEIGHTS,
+    check_cv_fits,
+    gene_cv,
+    out_of_section_fits,
+    text_kernel,
+    unit_rows,
+)
 from geneshot.models._inputs import GeneInputs, SlideInputs
 
 _ALPHAS = [float(a) for a in np.logspace(-2, 5, 15)]
@@ -61,11 +70,14 @@ class _PCARidge(Estimator):
 
     def _fit_xy(self, slides: list[SlideInputs], y: np.ndarray) -> None:
         x = np.vstack([_features(s, self.config["use_nuclei"]) for s in slides])
+        self.pca_, self.ridge_ = self._pca_ridge(x, y)
+
+    def _pca_ridge(self, x: np.ndarray, y: np.ndarray) -> tuple[PCA, RidgeCV]:
+        """PCA of ``x`` and ``RidgeCV`` of ``y`` on its scores (a penalty per target by GCV)."""
         k = int(min(self.config["n_components"], x.shape[0], x.shape[1]))
-        self.pca_ = PCA(n_components=k, random_state=0).fit(x)
-        self.ridge_ = RidgeCV(
-            alphas=self.config["alphas"] or _ALPHAS, alpha_per_target=y.ndim == 2
-        ).fit(self.pca_.transform(x), y)
+        pca = PCA(n_components=k, random_state=0).fit(x)
+        ridge = RidgeCV(alphas=self.config["alphas"] or _ALPHAS, alpha_per_target=y.ndim == 2)
+        return pca, ridge.fit(pca.transform(x), y)
 
     def _predict_fitted(self, slide: SlideInputs) -> np.ndarray:
         if not hasattr(self, "ridge_"):
@@ -199,6 +211,11 @@ class GeneKernelEstimator(_PCARidge):
         The CV scores the first ``cv_top`` seen genes (callers order them by training mean,
         so these are the most expressed, like the unseen test genes); all genes still serve
         as neighbours. ``0``: score every seen gene.
+    cv_fits
+        The seen genes' maps the CV reads: ``"in-sample"`` (their fits at the training spots
+        they were fitted on) or ``"out-of-section"`` (each training section's spots predicted
+        by fits on the other training sections, as a new section will be; with one training
+        section, in-sample).
     """
 
     def __init__(
@@ -208,9 +225,11 @@ class GeneKernelEstimator(_PCARidge):
         locus_weights: list[float] | None = None,
         cv_spots: int = 600,
         cv_top: int = 400,
+        cv_fits: str = "in-sample",
         **config,
     ) -> None:
         super().__init__(**config)
+        check_cv_fits(cv_fits)
         # None = the default grid, resolved at fit (create_model stores the raw config)
         self.config.update(
             lambdas=lambdas,
@@ -218,6 +237,7 @@ class GeneKernelEstimator(_PCARidge):
             locus_weights=locus_weights,
             cv_spots=cv_spots,
             cv_top=cv_top,
+            cv_fits=cv_fits,
         )
 
     def fit(
@@ -234,10 +254,21 @@ class GeneKernelEstimator(_PCARidge):
             if self.symbols_ is None
             else locus_kernel(self.symbols_, self.symbols_)
         )
-        x = np.vstack([_features(s, self.config["use_nuclei"]) for s in slides])
+        parts = [_features(s, self.config["use_nuclei"]) for s in slides]
+        x = np.vstack(parts)
         rng = np.random.default_rng(0)
         rows = np.sort(rng.permutation(len(x))[: int(self.config.get("cv_spots") or 600)])
-        f = self.ridge_.predict(self.pca_.transform(x[rows]))  # (n, S) seen-gene fits
+        # (n, S) the seen genes' maps at the CV spots
+        if self.config.get("cv_fits", "in-sample") == "out-of-section" and len(parts) > 1:
+            section = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+
+            def fit_predict(train: np.ndarray, at: np.ndarray) -> np.ndarray:
+                pca, ridge = self._pca_ridge(x[train], y[train])
+                return ridge.predict(pca.transform(x[at]))
+
+            f = out_of_section_fits(section, rows, y.shape[1], fit_predict)
+        else:
+            f = self.ridge_.predict(self.pca_.transform(x[rows]))
         self.cv_ = self._cv(f, y[rows], locus)
         best = max(self.cv_, key=lambda r: r["score"])
         self.lambda_, self.gamma_, self.locus_weight_ = best["lambda"], best["gamma"], best["locus"]

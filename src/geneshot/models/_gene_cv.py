@@ -11,13 +11,45 @@ the plain cosine) plus ``w`` times their locus kernel (:func:`geneshot.genes.loc
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+
+from geneshot.errors import InputError
 
 # the CV grids: ridge strength in gene space, kernel sharpness (0 = plain cosine), and the
 # weight of the locus kernel added to the text kernel (0 = text only)
 LAMBDAS = [float(a) for a in np.logspace(-3, 2, 11)]
 GAMMAS = [0.0, 5.0, 10.0, 20.0]
 LOCUS_WEIGHTS = [0.0, 0.5, 1.0]
+# the seen genes' maps the CV reads: their fits at the spots they were fitted on, or each
+# training section predicted by fits on the others (what a model meets on a new section)
+CV_FITS = ("in-sample", "out-of-section")
+
+
+def check_cv_fits(value: str) -> str:
+    """``value`` if it names a :data:`CV_FITS` rule, else an :class:`InputError`."""
+    if value not in CV_FITS:
+        raise InputError(None, f"unknown cv_fits {value!r}", f"use one of {list(CV_FITS)}")
+    return value
+
+
+def out_of_section_fits(
+    section: np.ndarray,
+    rows: np.ndarray,
+    n_genes: int,
+    fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """The seen genes' maps ``(len(rows), n_genes)`` at ``rows``, each section's from the others.
+
+    ``section`` ``(N,)`` the section of every training spot; ``fit_predict(train, at)`` fits
+    on the spots ``train`` (bool mask) and returns the maps at the spot indices ``at``.
+    """
+    out = np.empty((len(rows), n_genes))
+    for i in np.unique(section[rows]):
+        held = section[rows] == i
+        out[held] = fit_predict(section != i, rows[held])
+    return out
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:

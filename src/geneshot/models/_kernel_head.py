@@ -25,7 +25,10 @@ penalty and locus weight are set by the exact leave-one-gene-out CV of ``gene-ke
 In training the support genes are the step's context genes, fitted on half of the section's
 spots; the loss is on the other half, for the step's output genes: each step is a small
 zero-shot problem. At prediction the support is every seen gene, fitted once on all training
-spots (:meth:`KernelHead.fit_support`, stored in the state dict).
+spots (:meth:`KernelHead.fit_support`, stored in the state dict). With ``support_fit="gcv"``
+those stored fits take a ridge penalty per gene chosen by generalised cross-validation over the
+training spots (as ``gene-kernel``'s fits): a seen gene whose map the image barely predicts is
+shrunk toward its mean instead of passing its noise on to its neighbours in gene space.
 """
 
 from __future__ import annotations
@@ -41,7 +44,14 @@ from torch import nn
 from geneshot.errors import InputError
 from geneshot.genes import locus_kernel
 from geneshot.models._estimators import _ALPHAS
-from geneshot.models._gene_cv import GAMMAS, LAMBDAS, LOCUS_WEIGHTS, gene_cv, unit_rows
+from geneshot.models._gene_cv import (
+    GAMMAS,
+    LAMBDAS,
+    LOCUS_WEIGHTS,
+    gene_cv,
+    out_of_section_fits,
+    unit_rows,
+)
 
 
 def _ridge(u: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -63,7 +73,8 @@ class KernelHead(nn.Module):
         ALIGN-ST config: ``d_img``, ``d_model``, ``kernel_anchor`` (principal components in
         ``a``), ``kernel_gamma`` / ``kernel_lambda`` / ``ridge_alpha`` / ``kernel_locus``
         (initial values; ``kernel_locus=0`` leaves the locus kernel out),
-        ``n_support`` (seen genes; set by the trainer).
+        ``n_support`` (seen genes; set by the trainer), ``support_fit`` (``"learned"``: the
+        stored fits use the learned penalty ``alpha``; ``"gcv"``: a penalty per gene by GCV).
     """
 
     def __init__(self, cfg: dict) -> None:
@@ -79,6 +90,11 @@ class KernelHead(nn.Module):
         locus = float(cfg.get("kernel_locus", 0.0))
         self.log_locus = nn.Parameter(torch.tensor(math.log(locus))) if locus > 0 else None
         self.spot_scale = nn.Parameter(torch.tensor(0.05))
+        self.support_fit = str(cfg.get("support_fit", "learned"))
+        if self.support_fit not in ("learned", "gcv"):
+            raise InputError(
+                None, f"unknown ALIGN-ST support_fit {self.support_fit!r}", "use 'learned' or 'gcv'"
+            )
 
     @torch.no_grad()
     def set_anchor(self, features: np.ndarray) -> None:
@@ -103,20 +119,30 @@ class KernelHead(nn.Module):
         symbols: list[str] | None,
         rows: torch.Tensor,
         top: int = 0,
+        section: np.ndarray | None = None,
     ) -> dict:
         """Set gamma, lambda and the locus weight to the gene CV's choice on these fits.
 
         ``u`` ``(N, k + d)`` training spot vectors and ``y`` ``(N, S)`` the training genes'
-        targets (ordered most expressed first); the genes are fitted on all ``N`` spots (ridge,
-        penalty per gene by GCV, as ``gene-kernel``) and scored by :func:`~geneshot.models._gene_cv.gene_cv` at the ``rows`` spots. Returns the
-        chosen grid point.
+        targets (ordered most expressed first); the genes are fitted (ridge, penalty per gene
+        by GCV, as ``gene-kernel``) on all ``N`` spots, or, with ``section`` ``(N,)`` given,
+        each section's spots from the other sections (``cv_fits="out-of-section"``), and
+        scored by :func:`~geneshot.models._gene_cv.gene_cv` at the ``rows`` spots. Returns
+        the chosen grid point.
         """
         # the closed form's fits: a ridge per gene with its penalty by GCV (the head's own
         # single, nearly unpenalised start overfits the training spots, and the CV would then
         # read that noise as a reason to shrink)
-        x = u.double().cpu().numpy()
-        ridge = RidgeCV(alphas=_ALPHAS, alpha_per_target=True).fit(x, y.double().cpu().numpy())
-        fits = ridge.predict(x[rows.cpu().numpy()])
+        x, yy, at = u.double().cpu().numpy(), y.double().cpu().numpy(), rows.cpu().numpy()
+
+        def fit_predict(train: np.ndarray | slice, where: np.ndarray) -> np.ndarray:
+            ridge = RidgeCV(alphas=_ALPHAS, alpha_per_target=True).fit(x[train], yy[train])
+            return ridge.predict(x[where])
+
+        if section is not None and len(np.unique(section)) > 1:
+            fits = out_of_section_fits(section, at, yy.shape[1], fit_predict)
+        else:
+            fits = fit_predict(slice(None), at)
         use_locus = self.log_locus is not None and symbols is not None
         best = max(
             gene_cv(
@@ -147,6 +173,17 @@ class KernelHead(nn.Module):
     def fit(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Ridge coefficients ``(k + d + 1, S)`` of support targets ``y`` on spots ``u``."""
         return _ridge(u, y, self.log_alpha.exp())
+
+    @torch.no_grad()
+    def fit_stored(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The fits kept for prediction: :meth:`fit`, or per-gene GCV penalties (``support_fit``)."""
+        if self.support_fit == "learned":
+            return self.fit(u, y)
+        ridge = RidgeCV(alphas=_ALPHAS, alpha_per_target=True).fit(
+            u.double().cpu().numpy(), y.double().cpu().numpy()
+        )
+        w = np.vstack([np.atleast_2d(ridge.coef_).T, np.atleast_1d(ridge.intercept_)[None]])
+        return torch.from_numpy(w).to(u)
 
     @torch.no_grad()
     def store_support(self, w: torch.Tensor) -> None:

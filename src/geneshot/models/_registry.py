@@ -148,7 +148,7 @@ MODELS: dict[str, ModelSpec] = {
             "gene-kernel",
             "estimator",
             GeneKernelEstimator,
-            {**_ESTIMATOR_DEFAULTS, "lambdas": None, "gammas": None, "locus_weights": None, "cv_spots": 600, "cv_top": 400},
+            {**_ESTIMATOR_DEFAULTS, "lambdas": None, "gammas": None, "locus_weights": None, "cv_spots": 600, "cv_top": 400, "cv_fits": "in-sample"},
             "Zero-shot baseline: ridge on seen genes, carried to any gene by kernel ridge over the gene encoder's pooled-vector cosine plus the genes' locus kernel (weights and lambda by gene CV)",
             zero_shot=True,
             supervised=False,

@@ -403,7 +403,8 @@ class GeneshotModel:
             # the stored fits for prediction: every seen gene on every training spot
             with deterministic():
                 self.module.fit_support(
-                    [sl.to(device) for sl in slides], [y.to(device) for y in ys], [torch.ones(sl.n_spots, dtype=torch.bool, device=device) for sl in slides]
+                    [sl.to(device) for sl in slides], [y.to(device) for y in ys], [torch.ones(sl.n_spots, dtype=torch.bool, device=device) for sl in slides],
+                    final=True,
                 )
 
     # ------------------------------------------------------------------ prediction
