@@ -176,3 +176,31 @@ def test_gcv_stored_fits_shrink_the_genes_the_image_cannot_predict():
     with pytest.raises(InputError, match="support_fit"):
         _head(support_fit="loo")
 
+
+
+def test_out_of_section_start_shrinks_maps_that_do_not_transfer():
+    """Every section has its own gene-specific maps: read in-sample they look carried by the
+    text; predicted from the other sections they are not, and the start shrinks more."""
+    rng = np.random.default_rng(5)
+    vec = rng.normal(size=(60, 5))
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    section = np.repeat(np.arange(3), 100)
+    u = torch.from_numpy(rng.normal(size=(300, 12))).float()
+    y = torch.cat(
+        [
+            u[section == s] @ torch.from_numpy(vec @ rng.normal(size=(5, 12))).float().T
+            for s in range(3)
+        ]
+    )
+    y = y + 0.3 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))
+    rows = torch.arange(0, 300, 2)
+    chosen = {}
+    for name, sec in (("in-sample", None), ("out-of-section", section)):
+        head = _head(n_support=60)
+        chosen[name] = head.choose_start(u, y, torch.from_numpy(vec).float(), None, rows, section=sec)["lambda"]
+    assert chosen["out-of-section"] > chosen["in-sample"], chosen
+
+
+def test_align_st_rejects_an_unknown_cv_fits_rule():
+    with pytest.raises(InputError, match="cv_fits"):
+        create_model("align-st", **{**TINY["align-st"], "cv_fits": "sometimes"})
