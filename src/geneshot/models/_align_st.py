@@ -455,7 +455,7 @@ class AlignST(GeneExpressionModule):
         rng = np.random.default_rng(0)
         rows = torch.from_numpy(np.sort(rng.permutation(len(u))[:n_rows])).to(u.device)
         section = None
-        if self.config.get("cv_fits", "in-sample") == "out-of-section":
+        if self.config["cv_fits"] == "out-of-section":
             counts = [int(m.sum()) for m in masks]
             section = np.repeat(np.arange(len(counts)), counts)
         return self.kernel.choose_start(u, y, genes.pooled, genes.symbols, rows, top, section)

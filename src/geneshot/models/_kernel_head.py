@@ -64,6 +64,11 @@ def _ridge(u: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor) -> torch.Tenso
     return torch.cat([w, ym - um @ w])
 
 
+def _gcv_ridge(x: np.ndarray, y: np.ndarray) -> RidgeCV:
+    """Ridge of every column of ``y`` on ``x``, its penalty by GCV per column (as gene-kernel)."""
+    return RidgeCV(alphas=_ALPHAS, alpha_per_target=True).fit(x, y)
+
+
 class KernelHead(nn.Module):
     """The parameters and buffers of the kernel head (see the module docstring).
 
@@ -136,8 +141,7 @@ class KernelHead(nn.Module):
         x, yy, at = u.double().cpu().numpy(), y.double().cpu().numpy(), rows.cpu().numpy()
 
         def fit_predict(train: np.ndarray | slice, where: np.ndarray) -> np.ndarray:
-            ridge = RidgeCV(alphas=_ALPHAS, alpha_per_target=True).fit(x[train], yy[train])
-            return ridge.predict(x[where])
+            return _gcv_ridge(x[train], yy[train]).predict(x[where])
 
         if section is not None and len(np.unique(section)) > 1:
             fits = out_of_section_fits(section, at, yy.shape[1], fit_predict)
@@ -179,9 +183,7 @@ class KernelHead(nn.Module):
         """The fits kept for prediction: :meth:`fit`, or per-gene GCV penalties (``support_fit``)."""
         if self.support_fit == "learned":
             return self.fit(u, y)
-        ridge = RidgeCV(alphas=_ALPHAS, alpha_per_target=True).fit(
-            u.double().cpu().numpy(), y.double().cpu().numpy()
-        )
+        ridge = _gcv_ridge(u.double().cpu().numpy(), y.double().cpu().numpy())
         w = np.vstack([np.atleast_2d(ridge.coef_).T, np.atleast_1d(ridge.intercept_)[None]])
         return torch.from_numpy(w).to(u)
 
