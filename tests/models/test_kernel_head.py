@@ -204,3 +204,9 @@ def test_out_of_section_start_shrinks_maps_that_do_not_transfer():
 def test_align_st_rejects_an_unknown_cv_fits_rule():
     with pytest.raises(InputError, match="cv_fits"):
         create_model("align-st", **{**TINY["align-st"], "cv_fits": "sometimes"})
+
+
+@pytest.mark.parametrize("name", ["align-st", "align-st-paper"])  # the dot head too
+def test_align_st_rejects_an_unknown_support_fit_rule(name):
+    with pytest.raises(InputError, match="support_fit"):
+        create_model(name, **{**TINY["align-st"], "support_fit": "loo"})

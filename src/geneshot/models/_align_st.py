@@ -16,7 +16,7 @@ from geneshot.models._base import GeneExpressionModule
 from geneshot.models._gene_cv import check_cv_fits
 from geneshot.models._graph import SpotSAGE, spot_edges
 from geneshot.models._inputs import GeneInputs, SlideInputs
-from geneshot.models._kernel_head import KernelHead
+from geneshot.models._kernel_head import KernelHead, check_support_fit
 from geneshot.models._layers import Block, trim_tokens
 
 #: Default config; speed-tuned so one forward+backward on a 190-spot slide with 64 genes x 96
@@ -335,7 +335,9 @@ class AlignST(GeneExpressionModule):
         cfg = {**ALIGN_ST_DEFAULTS, **config}
         if cfg["head"] not in ("dot", "kernel"):
             raise InputError(None, f"unknown ALIGN-ST head {cfg['head']!r}", "use 'dot' or 'kernel'")
+        # checked here for both heads: the dot head ignores them, but a typo is still a typo
         check_cv_fits(cfg["cv_fits"])
+        check_support_fit(cfg["support_fit"])
         self.config = cfg
         d = cfg["d_model"]
         self.ndaife = NDAIFE(cfg)

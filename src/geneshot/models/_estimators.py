@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.decomposition import PCA
 from sklearn.linear_model import RidgeCV
 
+from geneshot._memo import fitted_pca
 from geneshot.errors import InputError
 from geneshot.genes import locus_kernel
 from geneshot.models._base import Estimator
@@ -72,10 +72,10 @@ class _PCARidge(Estimator):
         x = np.vstack([_features(s, self.config["use_nuclei"]) for s in slides])
         self.pca_, self.ridge_ = self._pca_ridge(x, y)
 
-    def _pca_ridge(self, x: np.ndarray, y: np.ndarray) -> tuple[PCA, RidgeCV]:
+    def _pca_ridge(self, x: np.ndarray, y: np.ndarray) -> tuple:
         """PCA of ``x`` and ``RidgeCV`` of ``y`` on its scores (a penalty per target by GCV)."""
         k = int(min(self.config["n_components"], x.shape[0], x.shape[1]))
-        pca = PCA(n_components=k, random_state=0).fit(x)
+        pca = fitted_pca(x, k)  # the models of a fold share it
         ridge = RidgeCV(alphas=self.config["alphas"] or _ALPHAS, alpha_per_target=y.ndim == 2)
         return pca, ridge.fit(pca.transform(x), y)
 

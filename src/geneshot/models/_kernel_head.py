@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from sklearn.linear_model import RidgeCV
 from torch import nn
 
+from geneshot._memo import memoized
 from geneshot.errors import InputError
 from geneshot.genes import locus_kernel
 from geneshot.models._estimators import _ALPHAS
@@ -52,6 +53,18 @@ from geneshot.models._gene_cv import (
     out_of_section_fits,
     unit_rows,
 )
+
+# the stored fits' penalty: the head's learned one, or one per gene by GCV
+SUPPORT_FITS = ("learned", "gcv")
+
+
+def check_support_fit(value: str) -> str:
+    """``value`` if it names a :data:`SUPPORT_FITS` rule, else an :class:`InputError`."""
+    if value not in SUPPORT_FITS:
+        raise InputError(
+            None, f"unknown ALIGN-ST support_fit {value!r}", f"use one of {list(SUPPORT_FITS)}"
+        )
+    return value
 
 
 def _ridge(u: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -95,11 +108,7 @@ class KernelHead(nn.Module):
         locus = float(cfg.get("kernel_locus", 0.0))
         self.log_locus = nn.Parameter(torch.tensor(math.log(locus))) if locus > 0 else None
         self.spot_scale = nn.Parameter(torch.tensor(0.05))
-        self.support_fit = str(cfg.get("support_fit", "learned"))
-        if self.support_fit not in ("learned", "gcv"):
-            raise InputError(
-                None, f"unknown ALIGN-ST support_fit {self.support_fit!r}", "use 'learned' or 'gcv'"
-            )
+        self.support_fit = check_support_fit(str(cfg.get("support_fit", "learned")))
 
     @torch.no_grad()
     def set_anchor(self, features: np.ndarray) -> None:
@@ -107,7 +116,8 @@ class KernelHead(nn.Module):
         x = np.asarray(features, np.float64)
         mean = x.mean(0)
         k = self.anchor_proj.shape[1]
-        _, sv, vt = np.linalg.svd(x - mean, full_matrices=False)
+        # memoised: ALIGN-ST and its permuted-text control anchor on the same features
+        _, sv, vt = memoized("anchor-svd", (x,), lambda: np.linalg.svd(x - mean, full_matrices=False), 2)
         k_eff = min(k, vt.shape[0])
         proj = np.zeros((x.shape[1], k))
         proj[:, :k_eff] = vt[:k_eff].T

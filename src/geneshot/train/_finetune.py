@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from geneshot._memo import memoized
 from geneshot.cache import Cache, hash_parts
 from geneshot.errors import InputError
 from geneshot.prepare import PreparedSection
@@ -108,9 +109,7 @@ class ImageTop:
         self.state = state
         self.loss = loss
         self._top: torch.nn.Module | None = None
-        # the last trunk read and its features: prediction adapts one section several times
-        # (predict, then shrinkage; MC-dropout passes), and the top is the costly part
-        self._memo: tuple[np.ndarray, np.ndarray] | None = None
+        self._key: str | None = None  # hash of the weights, once (features are memoised by it)
 
     @classmethod
     def fit(
@@ -155,18 +154,23 @@ class ImageTop:
         return cls(encoder, state, loss)
 
     def features(self, trunk: np.ndarray, batch: int = 128) -> np.ndarray:
-        """Pooled features ``(N, 1280)`` of the fine-tuned top on trunk activations."""
-        if self._memo is not None and self._memo[0] is trunk:
-            return self._memo[1]
+        """Pooled features ``(N, 1280)`` of the fine-tuned top on trunk activations.
+
+        Memoised by content (:mod:`geneshot._memo`): the models of a fold that share a top
+        read the same sections, and prediction adapts a section several times.
+        """
+        if self._key is None:
+            self._key = hash_parts([self.encoder, {k: self.state[k] for k in sorted(self.state)}])
+        return memoized("image-top-features", (self._key, trunk), lambda: self._run(trunk, batch), 16)
+
+    def _run(self, trunk: np.ndarray, batch: int) -> np.ndarray:
         self._top = self._top or _module(self.encoder, self.state)
         with torch.inference_mode():
             out = [
                 self._top(torch.from_numpy(trunk[i : i + batch]).float())
                 for i in range(0, len(trunk), batch)
             ]
-        feats = torch.cat(out).numpy().astype(np.float32)
-        self._memo = (trunk, feats)  # holds the trunk, so its identity cannot be reused
-        return feats
+        return torch.cat(out).numpy().astype(np.float32)
 
     def apply(self, section: PreparedSection) -> PreparedSection:
         """``section`` with its own-window feature block from the fine-tuned top."""

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from geneshot._memo import fitted_pca
+
 N_COMPONENTS = 50
 N_NEIGHBOURS = 5
 MAX_POINTS = 4000
@@ -88,15 +90,13 @@ def fit_shift(sections: Sequence[np.ndarray], seed: int = 0) -> ShiftReference |
     Returns None with a single training section: the leave-own-section-out baseline needs
     two.
     """
-    from sklearn.decomposition import PCA
-
     if len(sections) < 2:
         return None
     rng = np.random.default_rng(seed)
     x = np.concatenate([np.asarray(s, np.float64) for s in sections])
     owner = np.concatenate([np.full(len(s), i) for i, s in enumerate(sections)])
     k = int(min(N_COMPONENTS, x.shape[0] - 1, x.shape[1]))
-    pca = PCA(n_components=k, whiten=True, random_state=seed).fit(x)
+    pca = fitted_pca(x, k, seed)  # whitened below: the projection divides by the spread
     proj = pca.components_.T / np.sqrt(np.maximum(pca.explained_variance_, 1e-12))
     z = (x - pca.mean_) @ proj
     keep = np.sort(rng.choice(len(z), min(MAX_POINTS, len(z)), replace=False))
@@ -155,13 +155,12 @@ class CommonPattern:
     @classmethod
     def fit(cls, sections: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> CommonPattern:
         """Fit on standardised features and the (n_spots, n_seen) training targets."""
-        from sklearn.decomposition import PCA
         from sklearn.linear_model import RidgeCV
 
         x = np.concatenate([np.asarray(s, np.float64) for s in sections])
         y = np.concatenate([np.asarray(t, np.float64).mean(1) for t in targets])
         k = int(min(256, x.shape[0], x.shape[1]))
-        pca = PCA(n_components=k, random_state=0).fit(x)
+        pca = fitted_pca(x, k)  # shared with the estimators' PCA of the same features
         ridge = RidgeCV(alphas=np.logspace(-2, 5, 15)).fit(pca.transform(x), y)
         # fold the PCA into one linear map so the run folder stores a single vector
         return cls(pca.mean_, pca.components_.T @ ridge.coef_, float(ridge.intercept_))
