@@ -24,7 +24,8 @@ candidates are ALIGN-ST training losses / heads with and without the validation 
 scored by ``align-st`` alone; ``--what locus`` / ``--what kernel-start`` score ALIGN-ST with and
 without the genes' locus kernel / with its kernel started at the gene CV's choice or at its
 config values / with its stored seen-gene fits at the learned penalty or at per-gene GCV
-penalties (``--what support-fit``), the same way. ``--what cv-fits`` scores ``gene-kernel``
+penalties (``--what support-fit``), and with its common pattern from the stored fits' mean or
+its own GCV ridge (``--what common-fit``), the same way. ``--what cv-fits`` scores ``gene-kernel``
 and ALIGN-ST with the gene CV reading in-sample or out-of-section fits of the seen genes. Every prepared input comes from the geneshot
 cache and every fold's scores are kept in ``--scores`` (JSON), so a rerun only fits what
 is missing. With ``--what augment`` the candidates add training data to the frozen
@@ -130,6 +131,12 @@ SUPPORT_FIT_CANDIDATES: dict[str, dict] = {
     "learned fits": {"model": {"support_fit": "learned"}},
     "gcv fits": {"model": {"support_fit": "gcv"}},
 }
+# ... and with its common pattern at prediction from the mean of the stored fits or from its own
+# ridge of the spots' mean target, penalty by GCV (the depth control's rule)
+COMMON_FIT_CANDIDATES: dict[str, dict] = {
+    "mean of fits": {"model": {"common_fit": "mean"}},
+    "gcv common": {"model": {"common_fit": "gcv"}},
+}
 # the seen genes' maps that the gene CV (gene-kernel's choice, ALIGN-ST's kernel start) reads:
 # fitted in-sample, or each training section predicted from the other training sections
 CV_FITS_CANDIDATES: dict[str, dict] = {
@@ -168,6 +175,7 @@ WHAT = {
     "locus": (LOCUS_CANDIDATES, TRAINER_MODELS),
     "kernel-start": (KERNEL_START_CANDIDATES, TRAINER_MODELS),
     "support-fit": (SUPPORT_FIT_CANDIDATES, TRAINER_MODELS),
+    "common-fit": (COMMON_FIT_CANDIDATES, TRAINER_MODELS),
     "cv-fits": (CV_FITS_CANDIDATES, CV_FITS_MODELS),
     "augment": (AUGMENT_CANDIDATES, AUGMENT_MODELS),
 }

@@ -210,3 +210,35 @@ def test_align_st_rejects_an_unknown_cv_fits_rule():
 def test_align_st_rejects_an_unknown_support_fit_rule(name):
     with pytest.raises(InputError, match="support_fit"):
         create_model(name, **{**TINY["align-st"], "support_fit": "loo"})
+
+
+def test_gcv_common_pattern_replaces_only_the_mean_of_the_fits():
+    rng = np.random.default_rng(2)
+    # few spots for the spot vector's width: the nearly unpenalised fits overfit
+    u = torch.from_numpy(rng.normal(size=(50, 40))).double()
+    common = u[:, :1] * 0.5  # every gene carries the same per-spot pattern ...
+    y = common + torch.from_numpy(rng.normal(size=(50, 6)))  # ... and noise of its own
+    a = torch.from_numpy(rng.normal(size=(3, 6)))  # any mixing of 3 query genes over 6 fits
+    head = _head(n_support=6, d_img=40, d=36, common_fit="gcv").double()
+    assert "common_w" not in _head().state_dict()  # the default head saves what it saved
+    with torch.no_grad():
+        w = head.fit(u, y)
+    # the fits' own mean as `common` is the default: the two forms agree
+    for got, want in zip(head.gene_weights(w, a, w.mean(1)), head.gene_weights(w, a), strict=True):
+        assert torch.allclose(got, want)
+    head.store_common(u, y)
+    weights, bias = head.gene_weights(w, a, head.stored_common)
+    mean_w, mean_b = head.gene_weights(w, a)
+    # a query gene's own part (F - m) A^T is the same; only m differs, by one shared map
+    shift = (u @ (weights - mean_w).T + (bias - mean_b)).numpy()
+    assert np.allclose(shift, shift[:, :1])
+    # and that m is the GCV ridge of the spots' mean target: closer to the true pattern than
+    # the nearly unpenalised mean of the fits
+    m_gcv = (u @ head.common_w[:-1] + head.common_w[-1]).numpy()
+    m_fit = (u @ w[:-1] + w[-1]).mean(1).numpy()
+    truth = common[:, 0].numpy()
+    assert np.mean((m_gcv - truth) ** 2) < np.mean((m_fit - truth) ** 2)
+    with pytest.raises(InputError, match="common_fit"):
+        _head(common_fit="depth")
+    with pytest.raises(InputError, match="common_fit"):
+        create_model("align-st", **{**TINY["align-st"], "common_fit": "depth"})

@@ -16,7 +16,7 @@ from geneshot.models._base import GeneExpressionModule
 from geneshot.models._gene_cv import check_cv_fits
 from geneshot.models._graph import SpotSAGE, spot_edges
 from geneshot.models._inputs import GeneInputs, SlideInputs
-from geneshot.models._kernel_head import KernelHead, check_support_fit
+from geneshot.models._kernel_head import KernelHead, check_common_fit, check_support_fit
 from geneshot.models._layers import Block, trim_tokens
 
 #: Default config; speed-tuned so one forward+backward on a 190-spot slide with 64 genes x 96
@@ -95,6 +95,9 @@ ALIGN_ST_DEFAULTS: dict = {
     # the seen genes' fits kept for prediction: "learned" (the head's learned penalty, as in
     # training) or "gcv" (a penalty per gene by GCV, as gene-kernel's fits)
     "support_fit": "learned",
+    # the common pattern m at prediction: "mean" (the mean of the stored fits) or "gcv" (its
+    # own ridge of the spots' mean target, penalty by GCV, as the depth control)
+    "common_fit": "mean",
     "n_support": 0,  # seen genes whose fits the head stores (set by the trainer)
     # gradient through the context genes of the gene graph (False: they are fixed neighbours)
     "context_grad": False,
@@ -338,6 +341,7 @@ class AlignST(GeneExpressionModule):
         # checked here for both heads: the dot head ignores them, but a typo is still a typo
         check_cv_fits(cfg["cv_fits"])
         check_support_fit(cfg["support_fit"])
+        check_common_fit(cfg["common_fit"])
         self.config = cfg
         d = cfg["d_model"]
         self.ndaife = NDAIFE(cfg)
@@ -482,6 +486,8 @@ class AlignST(GeneExpressionModule):
             y = torch.cat([t[m] for t, m in zip(targets, masks, strict=True)])
             fit = self.kernel.fit_stored if final else self.kernel.fit
             self.kernel.store_support(fit(u, y))
+            if final:
+                self.kernel.store_common(u, y)
         finally:
             self.train(was)
 
@@ -504,7 +510,9 @@ class AlignST(GeneExpressionModule):
             w = self.kernel.stored(context.ids)
         symbols = (genes.symbols, context.symbols)
         a = self.kernel.mixing(genes.pooled, zq, context.pooled, zs, symbols)
-        weights, bias = self.kernel.gene_weights(w, a)
+        # prediction over the stored fits may read the common pattern from its own fit
+        common = self.kernel.stored_common if support is None else None
+        weights, bias = self.kernel.gene_weights(w, a, common)
         # for the trainer's gene-vector cosine: the vectors that multiply the spot vectors
         # (prediction = u . w_g + b_g), not the gene embeddings inside the kernel
         self.last_gene_vectors = weights.detach()

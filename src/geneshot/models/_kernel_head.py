@@ -56,6 +56,9 @@ from geneshot.models._gene_cv import (
 
 # the stored fits' penalty: the head's learned one, or one per gene by GCV
 SUPPORT_FITS = ("learned", "gcv")
+# the common pattern m at prediction: the mean of the stored fits, or its own ridge of the
+# spots' mean target with the penalty by GCV (the depth control's rule)
+COMMON_FITS = ("mean", "gcv")
 
 
 def check_support_fit(value: str) -> str:
@@ -63,6 +66,15 @@ def check_support_fit(value: str) -> str:
     if value not in SUPPORT_FITS:
         raise InputError(
             None, f"unknown ALIGN-ST support_fit {value!r}", f"use one of {list(SUPPORT_FITS)}"
+        )
+    return value
+
+
+def check_common_fit(value: str) -> str:
+    """``value`` if it names a :data:`COMMON_FITS` rule, else an :class:`InputError`."""
+    if value not in COMMON_FITS:
+        raise InputError(
+            None, f"unknown ALIGN-ST common_fit {value!r}", f"use one of {list(COMMON_FITS)}"
         )
     return value
 
@@ -109,6 +121,9 @@ class KernelHead(nn.Module):
         self.log_locus = nn.Parameter(torch.tensor(math.log(locus))) if locus > 0 else None
         self.spot_scale = nn.Parameter(torch.tensor(0.05))
         self.support_fit = check_support_fit(str(cfg.get("support_fit", "learned")))
+        self.common_fit = check_common_fit(str(cfg.get("common_fit", "mean")))
+        if self.common_fit == "gcv":  # only then, so that other heads' saved runs still load
+            self.register_buffer("common_w", torch.zeros(k + d + 1))
 
     @torch.no_grad()
     def set_anchor(self, features: np.ndarray) -> None:
@@ -117,7 +132,9 @@ class KernelHead(nn.Module):
         mean = x.mean(0)
         k = self.anchor_proj.shape[1]
         # memoised: ALIGN-ST and its permuted-text control anchor on the same features
-        _, sv, vt = memoized("anchor-svd", (x,), lambda: np.linalg.svd(x - mean, full_matrices=False), 2)
+        _, sv, vt = memoized(
+            "anchor-svd", (x,), lambda: np.linalg.svd(x - mean, full_matrices=False), 2
+        )
         k_eff = min(k, vt.shape[0])
         proj = np.zeros((x.shape[1], k))
         proj[:, :k_eff] = vt[:k_eff].T
@@ -198,6 +215,26 @@ class KernelHead(nn.Module):
         return torch.from_numpy(w).to(u)
 
     @torch.no_grad()
+    def store_common(self, u: torch.Tensor, y: torch.Tensor) -> None:
+        """``common_fit="gcv"``: keep a ridge of the spots' mean over the seen genes ``y`` on ``u``.
+
+        Its penalty is chosen by GCV, as the depth control's. The mean of the stored fits is
+        the same regression at the head's learned penalty, fitted for the gene-specific parts.
+        """
+        if self.common_fit != "gcv":
+            return
+        ridge = _gcv_ridge(
+            u.double().cpu().numpy(), y.double().cpu().numpy().mean(1, keepdims=True)
+        )
+        w = np.r_[np.ravel(ridge.coef_), np.ravel(ridge.intercept_)]
+        self.common_w.copy_(torch.from_numpy(w).to(self.common_w))
+
+    @property
+    def stored_common(self) -> torch.Tensor | None:
+        """The kept common-pattern coefficients ``(k + d + 1,)``, or None (``common_fit="mean"``)."""
+        return self.common_w if self.common_fit == "gcv" else None
+
+    @torch.no_grad()
     def store_support(self, w: torch.Tensor) -> None:
         """Keep every seen gene's coefficients for prediction."""
         if w.shape != self.support_w.shape:
@@ -244,11 +281,17 @@ class KernelHead(nn.Module):
         return self.support_w[:, ids]
 
     @staticmethod
-    def gene_weights(w: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def gene_weights(
+        w: torch.Tensor, a: torch.Tensor, common: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Weights ``(Q, k + d)`` and biases ``(Q,)`` over ``u`` of ``m + (F - m) A^T``.
 
         With ``F = [u, 1] w`` the support fits and ``m`` their mean, the prediction is
-        ``F B`` with ``B = 1 1^T / S + (I - 1 1^T / S) A^T``: linear in ``[u, 1]``.
+        ``F B`` with ``B = 1 1^T / S + (I - 1 1^T / S) A^T``: linear in ``[u, 1]``. With
+        ``common`` ``(k + d + 1,)``, ``m = [u, 1] common`` instead (the rows of ``A - mean``
+        sum to zero, so ``F - m`` is unchanged by which ``m`` is used there).
         """
-        wb = w @ ((a - a.mean(1, keepdim=True)).T + 1.0 / w.shape[1])
+        ac = (a - a.mean(1, keepdim=True)).T
+        m = w.mean(1, keepdim=True) if common is None else common[:, None]
+        wb = w @ ac + m
         return wb[:-1].T, wb[-1]

@@ -161,7 +161,9 @@ class ImageTop:
         """
         if self._key is None:
             self._key = hash_parts([self.encoder, {k: self.state[k] for k in sorted(self.state)}])
-        return memoized("image-top-features", (self._key, trunk), lambda: self._run(trunk, batch), 16)
+        return memoized(
+            "image-top-features", (self._key, trunk), lambda: self._run(trunk, batch), 16
+        )
 
     def _run(self, trunk: np.ndarray, batch: int) -> np.ndarray:
         self._top = self._top or _module(self.encoder, self.state)
