@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -116,6 +118,24 @@ def test_kernel_run_round_trips(kernel_run, tmp_path):
     again = GeneshotModel.load(m.save(tmp_path / "run"))
     assert torch.equal(again.module.kernel.support_w, m.module.kernel.support_w)
     assert np.allclose(again.predict(test, pg, unseen), m.predict(test, pg, unseen), atol=1e-5)
+
+
+def test_a_run_saved_before_the_gcv_common_pattern_loads_with_the_mean(kernel_run, tmp_path):
+    m, test, pg, unseen, _ = kernel_run
+    assert m.module.kernel.common_fit == "gcv"  # the default
+    run = m.save(tmp_path / "run")
+    # what such a run held: no common_fit in its config, no common_w in its weights
+    meta = json.loads((run / "run.json").read_text())
+    del meta["model_config"]["common_fit"]
+    (run / "run.json").write_text(json.dumps(meta))
+    state = torch.load(run / "weights.pt", weights_only=True)
+    del state["kernel.common_w"]
+    torch.save(state, run / "weights.pt")
+    old = GeneshotModel.load(run)
+    assert old.module.kernel.common_fit == "mean"
+    diff = old.predict(test, pg, unseen, shrink=0.0) - m.predict(test, pg, unseen, shrink=0.0)
+    assert np.abs(diff).max() > 1e-4  # the common pattern differs ...
+    assert np.allclose(diff, diff[:, :1], atol=1e-4)  # ... and it is all that differs
 
 
 def test_the_locus_kernel_joins_the_text_kernel_by_symbol():

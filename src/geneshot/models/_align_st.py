@@ -96,8 +96,9 @@ ALIGN_ST_DEFAULTS: dict = {
     # training) or "gcv" (a penalty per gene by GCV, as gene-kernel's fits)
     "support_fit": "learned",
     # the common pattern m at prediction: "mean" (the mean of the stored fits) or "gcv" (its
-    # own ridge of the spots' mean target, penalty by GCV, as the depth control)
-    "common_fit": "mean",
+    # own ridge of the spots' mean target, penalty by GCV, as the depth control); "gcv" won
+    # the nested CV 5 of 5 (scripts/choose_features.py --what common-fit; BENCHMARKS.md)
+    "common_fit": "gcv",
     "n_support": 0,  # seen genes whose fits the head stores (set by the trainer)
     # gradient through the context genes of the gene graph (False: they are fixed neighbours)
     "context_grad": False,

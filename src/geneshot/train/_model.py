@@ -530,6 +530,8 @@ class GeneshotModel:
             model_config.setdefault("head", "dot")  # runs saved before the kernel head had the dot head
         if spec is not None and "kernel_locus" in spec.defaults:
             model_config.setdefault("kernel_locus", 0.0)  # runs saved before the locus kernel
+        if spec is not None and "common_fit" in spec.defaults:
+            model_config.setdefault("common_fit", "mean")  # runs saved before the GCV common pattern
         try:
             self = cls(meta["model"], meta["setting"], meta["train_config"], **model_config)
             self.contract = DataContract.from_dict(meta["contract"])
