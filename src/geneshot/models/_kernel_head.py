@@ -29,6 +29,12 @@ spots (:meth:`KernelHead.fit_support`, stored in the state dict). With ``support
 those stored fits take a ridge penalty per gene chosen by generalised cross-validation over the
 training spots (as ``gene-kernel``'s fits): a seen gene whose map the image barely predicts is
 shrunk toward its mean instead of passing its noise on to its neighbours in gene space.
+
+At prediction the common pattern ``m`` comes, with ``common_fit="gcv"`` (the default), from its
+own ridge of the spots' mean target over the seen genes with the penalty by GCV, as the depth
+control fits it; the mean of the stored fits is the same regression at the head's small learned
+penalty, which overfits the training spots. Genes whose knowledge says little fall back to
+``m``, so a better ``m`` lifts them all (nested CV, BENCHMARKS.md, session 8).
 """
 
 from __future__ import annotations
