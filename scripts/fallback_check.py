@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from geneshot.metrics import paired_test
+from geneshot.report import read_per_gene
 
 
 def _prediction(
@@ -58,24 +59,13 @@ def departure(out: Path, method: str, trained_on: str = "libsize") -> pd.Series:
     return pd.Series({g: float(np.mean(v)) for g, v in rows.items()}, name="departure")
 
 
-def per_gene(out: Path, method: str, trained_on: str, convention: str) -> pd.Series:
-    """Per-section r of the genes scored in every fold."""
-    path = out / "per_gene" / f"{method.replace('+', '_')}__{trained_on}__{convention}.csv"
-    if not path.is_file():
-        sys.exit(f"{path}: no per-gene table; is {method!r} a method of this run?")
-    table = pd.read_csv(path, index_col="gene")
-    return table.loc[table["n_folds"] == table["n_folds"].max(), "r_per_section"]
-
-
 def bins(
     out: Path, method: str, trained_on: str, convention: str, n_bins: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per departure bin: genes, departure range, mean r difference to depth, CI, p; and the points."""
     d = departure(out, method, trained_on)
-    r, r0 = (
-        per_gene(out, method, trained_on, convention),
-        per_gene(out, "depth", trained_on, convention),
-    )
+    r = read_per_gene(out, method, trained_on, convention)
+    r0 = read_per_gene(out, "depth", trained_on, convention)
     genes = d.index.intersection(r.index).intersection(r0.index)
     d, r, r0 = d[genes], r[genes], r0[genes]
     q = pd.qcut(d.rank(method="first"), n_bins, labels=False)

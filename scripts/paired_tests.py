@@ -17,18 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-
+from geneshot.errors import InputError
 from geneshot.metrics import paired_test
-
-
-def per_gene(out: Path, method: str, trained_on: str, convention: str) -> pd.Series:
-    """Per-section r of every gene of ``method`` (a ``+`` in the name is ``_`` in the file)."""
-    path = out / "per_gene" / f"{method.replace('+', '_')}__{trained_on}__{convention}.csv"
-    if not path.is_file():
-        sys.exit(f"{path}: no per-gene table; is {method!r} a method of this run?")
-    table = pd.read_csv(path, index_col="gene")
-    return table.loc[table["n_folds"] == table["n_folds"].max(), "r_per_section"]
+from geneshot.report import read_per_gene
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,8 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         a, _, b = pair.partition(":")
         if not b:
             sys.exit(f"{pair!r}: write pairs as a:b")
-        ra = per_gene(args.out, a, args.trained_on, args.convention)
-        rb = per_gene(args.out, b, args.trained_on, args.convention)
+        try:
+            ra = read_per_gene(args.out, a, args.trained_on, args.convention)
+            rb = read_per_gene(args.out, b, args.trained_on, args.convention)
+        except InputError as err:
+            sys.exit(str(err))
         common = ra.index.intersection(rb.index)
         t = paired_test(ra.loc[common], rb.loc[common])
         lo, hi = t["ci"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from geneshot.report import format_table
+from geneshot.errors import InputError
+from geneshot.report import format_table, per_gene_path, read_per_gene
 
 
 def test_format_table():
@@ -25,3 +27,16 @@ def test_format_table():
     assert "n/a" in lines[3] and "ours\\|x" in lines[3]
     assert "0.3145" in format_table(df, floatfmt=".4f")
     assert "method" not in format_table(df, index=False)
+
+
+def test_per_gene_tables_read_back_the_genes_of_every_fold(tmp_path):
+    path = per_gene_path(tmp_path, "align-st+ref", "libsize", "sgn")
+    assert path.name == "align-st_ref__libsize__sgn.csv"  # the writer's file name rule
+    path.parent.mkdir(parents=True)
+    pd.DataFrame(
+        {"gene": ["A", "B", "C"], "r_per_section": [0.5, 0.2, 0.9], "n_folds": [5, 5, 3]}
+    ).to_csv(path, index=False)
+    r = read_per_gene(tmp_path, "align-st+ref", "libsize", "sgn")
+    assert r.to_dict() == {"A": 0.5, "B": 0.2}  # C was not scored in every fold
+    with pytest.raises(InputError, match="no per-gene table"):
+        read_per_gene(tmp_path, "sgn")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from geneshot.cache import atomic_path, write_json_atomic
+from geneshot.errors import InputError
 
 
 def format_table(df: pd.DataFrame, floatfmt: str = ".3f", index: bool = True) -> str:
@@ -141,6 +142,32 @@ def notes(cfg: dict, agg: dict) -> list[str]:
     return out
 
 
+def per_gene_path(out: Path, method: str, trained_on: str, convention: str) -> Path:
+    """Where :func:`write_tables` puts a method's per-gene table in the output folder ``out``."""
+    return Path(out) / "per_gene" / f"{_safe(method)}__{trained_on}__{convention}.csv"
+
+
+def read_per_gene(
+    out: Path, method: str, trained_on: str = "libsize", convention: str = "libsize"
+) -> pd.Series:
+    """Per-section r of every gene a finished run scored in all of its folds, by gene.
+
+    Raises
+    ------
+    InputError
+        The run has no such table (``method`` not in it, or another ``trained_on``).
+    """
+    path = per_gene_path(out, method, trained_on, convention)
+    if not path.is_file():
+        raise InputError(
+            path,
+            "no per-gene table",
+            f"is {method!r} a method of this run, trained on {trained_on!r}?",
+        )
+    table = pd.read_csv(path, index_col="gene")
+    return table.loc[table["n_folds"] == table["n_folds"].max(), "r_per_section"]
+
+
 def write_tables(agg: dict, cfg: dict, out: Path, provenance: dict) -> dict[str, Path]:
     """``results.csv``, ``results.md``, per-gene tables, ablations, paired tests, provenance."""
     files: dict[str, Path] = {}
@@ -150,7 +177,7 @@ def write_tables(agg: dict, cfg: dict, out: Path, provenance: dict) -> dict[str,
         res.to_csv(tmp, index=False)
     pg_dir = out / "per_gene"
     for (m, tk, conv), df in agg["per_gene"].items():
-        with atomic_path(pg_dir / f"{_safe(m)}__{tk}__{conv}.csv") as tmp:
+        with atomic_path(per_gene_path(out, m, tk, conv)) as tmp:
             df.sort_values("r_per_section", ascending=False).to_csv(tmp)
     files["per_gene"] = pg_dir
     for name in ("paired", "ablations"):
