@@ -58,3 +58,15 @@ def test_fitted_pca_equals_fitting_and_is_shared():
     np.testing.assert_allclose(
         (x - p.mean_) @ (p.components_.T / np.sqrt(p.explained_variance_)), white.transform(x)
     )
+
+
+def test_max_bytes_bounds_what_is_kept():
+    calls = []
+
+    def get(n):
+        return memoized("bytes", (n,), lambda: calls.append(n) or np.zeros(n, np.uint8), 10, 64)
+
+    get(40), get(30)  # 70 B > 64: the 40 goes
+    get(30), get(40)  # the 30 was kept; the 40 is computed again (and the 30 goes)
+    get(100), get(100)  # larger than the bound: returned, never kept
+    assert calls == [40, 30, 40, 100, 100]

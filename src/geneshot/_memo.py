@@ -43,7 +43,21 @@ def _part_key(part: Any) -> str:
     raise TypeError(f"cannot key a {type(part).__name__}")
 
 
-def memoized(namespace: str, parts: tuple, compute: Callable[[], T], maxsize: int = 4) -> T:
+def _nbytes(value: Any) -> int:
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, (tuple, list)):
+        return sum(_nbytes(v) for v in value)
+    return 0
+
+
+def memoized(
+    namespace: str,
+    parts: tuple,
+    compute: Callable[[], T],
+    maxsize: int = 4,
+    max_bytes: int | None = None,
+) -> T:
     """``compute()``, or its result for the same ``parts`` from earlier in this process.
 
     Parameters
@@ -56,6 +70,9 @@ def memoized(namespace: str, parts: tuple, compute: Callable[[], T], maxsize: in
         Computes the result; called only on a miss.
     maxsize
         Entries kept in this namespace; the least recently used goes first.
+    max_bytes
+        Bound on the arrays kept in this namespace (a result larger than it is returned but
+        not kept): a long-lived process that predicts many large slides must not hoard them.
     """
     store = _STORE.setdefault(namespace, OrderedDict())
     stats = _STATS.setdefault(namespace, [0, 0])
@@ -66,8 +83,12 @@ def memoized(namespace: str, parts: tuple, compute: Callable[[], T], maxsize: in
         return store[key]
     stats[1] += 1
     value = compute()
+    if max_bytes is not None and _nbytes(value) > max_bytes:
+        return value
     store[key] = value
-    while len(store) > maxsize:
+    while len(store) > maxsize or (
+        max_bytes is not None and sum(_nbytes(v) for v in store.values()) > max_bytes
+    ):
         store.popitem(last=False)
     return value
 

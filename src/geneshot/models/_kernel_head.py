@@ -137,10 +137,13 @@ class KernelHead(nn.Module):
         x = np.asarray(features, np.float64)
         mean = x.mean(0)
         k = self.anchor_proj.shape[1]
+
+        def top_axes() -> tuple[np.ndarray, np.ndarray]:
+            _, sv, vt = np.linalg.svd(x - mean, full_matrices=False)
+            return sv, vt[:k].copy()  # not the left vectors: (n_spots, n_spots) kept for nothing
+
         # memoised: ALIGN-ST and its permuted-text control anchor on the same features
-        _, sv, vt = memoized(
-            "anchor-svd", (x,), lambda: np.linalg.svd(x - mean, full_matrices=False), 2
-        )
+        sv, vt = memoized("anchor-svd", (x, k), top_axes, 2)
         k_eff = min(k, vt.shape[0])
         proj = np.zeros((x.shape[1], k))
         proj[:, :k_eff] = vt[:k_eff].T

@@ -161,8 +161,14 @@ class ImageTop:
         """
         if self._key is None:
             self._key = hash_parts([self.encoder, {k: self.state[k] for k in sorted(self.state)}])
+        # a fold's models read each of its sections through one or two tops; bounded in bytes
+        # for a process that predicts many large slides
         return memoized(
-            "image-top-features", (self._key, trunk), lambda: self._run(trunk, batch), 16
+            "image-top-features",
+            (self._key, trunk),
+            lambda: self._run(trunk, batch),
+            maxsize=16,
+            max_bytes=1 << 29,
         )
 
     def _run(self, trunk: np.ndarray, batch: int) -> np.ndarray:
