@@ -15,7 +15,7 @@ MAX_LINES = 600
 
 # Lowest first; a module may import its own layer or a lower one, never a higher one.
 LAYERS: list[set[str]] = [
-    {"__init__", "_constants", "errors", "cache", "_logging", "_progress", "resources"},
+    {"__init__", "_constants", "errors", "cache", "_memo", "_logging", "_progress", "resources"},
     {"io", "read", "data", "image", "nuclei", "genes", "encoders"},
     {"prepare", "models"},
     {"metrics"},
