@@ -12,12 +12,13 @@ Results are shared between callers: never modify one in place.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
+
+from geneshot.cache import hash_parts
 
 T = TypeVar("T")
 
@@ -25,21 +26,14 @@ _STORE: dict[str, OrderedDict[str, Any]] = {}
 _STATS: dict[str, list[int]] = {}  # namespace -> [hits, misses]
 
 
-def array_key(x: np.ndarray) -> str:
-    """Hash of an array's dtype, shape and bytes (sha256: hardware-accelerated on most CPUs)."""
-    x = np.ascontiguousarray(x)
-    h = hashlib.sha256(f"{x.dtype.str}{x.shape}".encode())
-    h.update(memoryview(x).cast("B"))
-    return h.hexdigest()[:32]
-
-
-def _part_key(part: Any) -> str:
+def _keyable(part: Any) -> Any:
+    """``part`` for :func:`geneshot.cache.hash_parts`, with each array's dtype and shape in it."""
     if isinstance(part, np.ndarray):
-        return array_key(part)
+        return {"dtype": part.dtype.str, "shape": list(part.shape), "data": part}
     if isinstance(part, (tuple, list)):
-        return "(" + ",".join(_part_key(p) for p in part) + ")"
+        return [_keyable(p) for p in part]
     if isinstance(part, (str, int, float, bool)) or part is None:
-        return repr(part)
+        return part
     raise TypeError(f"cannot key a {type(part).__name__}")
 
 
@@ -76,7 +70,7 @@ def memoized(
     """
     store = _STORE.setdefault(namespace, OrderedDict())
     stats = _STATS.setdefault(namespace, [0, 0])
-    key = _part_key(parts)
+    key = hash_parts(_keyable(parts))
     if key in store:
         store.move_to_end(key)
         stats[0] += 1

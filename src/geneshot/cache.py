@@ -63,7 +63,8 @@ def hash_parts(parts: Any) -> str:
         if isinstance(o, np.generic):
             return o.item()
         if isinstance(o, np.ndarray):
-            return hashlib.blake2b(np.ascontiguousarray(o).tobytes(), digest_size=16).hexdigest()
+            # hashed in place (the digest of its bytes, as tobytes() would give, without a copy)
+            return hashlib.blake2b(np.ascontiguousarray(o), digest_size=16).hexdigest()
         if isinstance(o, os.PathLike):
             return os.fspath(o)
         if isinstance(o, (set, frozenset)):

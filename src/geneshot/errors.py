@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from os import PathLike
 
 
@@ -32,3 +33,10 @@ class InputError(GeneshotError, ValueError):
 
 class MissingDependencyError(GeneshotError, ImportError):
     """An optional backend is not installed or its weights cannot be reached."""
+
+
+def check_choice(field: str, value: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else an :class:`InputError` naming ``field``."""
+    if value not in choices:
+        raise InputError(None, f"unknown {field} {value!r}", f"use one of {list(choices)}")
+    return value

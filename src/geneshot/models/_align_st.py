@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geneshot.errors import InputError
+from geneshot.errors import InputError, check_choice
 from geneshot.models._base import GeneExpressionModule
-from geneshot.models._gene_cv import check_cv_fits
+from geneshot.models._gene_cv import CV_FITS
 from geneshot.models._graph import SpotSAGE, spot_edges
 from geneshot.models._inputs import GeneInputs, SlideInputs
-from geneshot.models._kernel_head import KernelHead, check_common_fit, check_support_fit
+from geneshot.models._kernel_head import COMMON_FITS, SUPPORT_FITS, KernelHead
 from geneshot.models._layers import Block, trim_tokens
 
 #: Default config; speed-tuned so one forward+backward on a 190-spot slide with 64 genes x 96
@@ -340,9 +340,9 @@ class AlignST(GeneExpressionModule):
         if cfg["head"] not in ("dot", "kernel"):
             raise InputError(None, f"unknown ALIGN-ST head {cfg['head']!r}", "use 'dot' or 'kernel'")
         # checked here for both heads: the dot head ignores them, but a typo is still a typo
-        check_cv_fits(cfg["cv_fits"])
-        check_support_fit(cfg["support_fit"])
-        check_common_fit(cfg["common_fit"])
+        check_choice("cv_fits", cfg["cv_fits"], CV_FITS)
+        check_choice("ALIGN-ST support_fit", cfg["support_fit"], SUPPORT_FITS)
+        check_choice("ALIGN-ST common_fit", cfg["common_fit"], COMMON_FITS)
         self.config = cfg
         d = cfg["d_model"]
         self.ndaife = NDAIFE(cfg)

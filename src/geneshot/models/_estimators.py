@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from sklearn.linear_model import RidgeCV
 
 from geneshot._memo import fitted_pca
-from geneshot.errors import InputError
+from geneshot.errors import InputError, check_choice
 from geneshot.genes import locus_kernel
 from geneshot.models._base import Estimator
 from geneshot.models._gene_cv import (
+    CV_FITS,
     GAMMAS,
     LAMBDAS,
     LOCUS_WEIGHTS,
-    check_cv_fits,
     gene_cv,
     out_of_section_fits,
     text_kernel,
     unit_rows,
 )
 from geneshot.models._inputs import GeneInputs, SlideInputs
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
 
 _ALPHAS = [float(a) for a in np.logspace(-2, 5, 15)]
 
@@ -72,7 +77,7 @@ class _PCARidge(Estimator):
         x = np.vstack([_features(s, self.config["use_nuclei"]) for s in slides])
         self.pca_, self.ridge_ = self._pca_ridge(x, y)
 
-    def _pca_ridge(self, x: np.ndarray, y: np.ndarray) -> tuple:
+    def _pca_ridge(self, x: np.ndarray, y: np.ndarray) -> tuple[PCA, RidgeCV]:
         """PCA of ``x`` and ``RidgeCV`` of ``y`` on its scores (a penalty per target by GCV)."""
         k = int(min(self.config["n_components"], x.shape[0], x.shape[1]))
         pca = fitted_pca(x, k)  # the models of a fold share it
@@ -229,7 +234,7 @@ class GeneKernelEstimator(_PCARidge):
         **config,
     ) -> None:
         super().__init__(**config)
-        check_cv_fits(cv_fits)
+        check_choice("cv_fits", cv_fits, CV_FITS)
         # None = the default grid, resolved at fit (create_model stores the raw config)
         self.config.update(
             lambdas=lambdas,

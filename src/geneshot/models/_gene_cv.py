@@ -15,8 +15,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from geneshot.errors import InputError
-
 # the CV grids: ridge strength in gene space, kernel sharpness (0 = plain cosine), and the
 # weight of the locus kernel added to the text kernel (0 = text only)
 LAMBDAS = [float(a) for a in np.logspace(-3, 2, 11)]
@@ -25,13 +23,6 @@ LOCUS_WEIGHTS = [0.0, 0.5, 1.0]
 # the seen genes' maps the CV reads: their fits at the spots they were fitted on, or each
 # training section predicted by fits on the others (what a model meets on a new section)
 CV_FITS = ("in-sample", "out-of-section")
-
-
-def check_cv_fits(value: str) -> str:
-    """``value`` if it names a :data:`CV_FITS` rule, else an :class:`InputError`."""
-    if value not in CV_FITS:
-        raise InputError(None, f"unknown cv_fits {value!r}", f"use one of {list(CV_FITS)}")
-    return value
 
 
 def out_of_section_fits(

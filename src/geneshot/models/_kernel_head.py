@@ -48,7 +48,7 @@ from sklearn.linear_model import RidgeCV
 from torch import nn
 
 from geneshot._memo import memoized
-from geneshot.errors import InputError
+from geneshot.errors import InputError, check_choice
 from geneshot.genes import locus_kernel
 from geneshot.models._estimators import _ALPHAS
 from geneshot.models._gene_cv import (
@@ -65,24 +65,6 @@ SUPPORT_FITS = ("learned", "gcv")
 # the common pattern m at prediction: the mean of the stored fits, or its own ridge of the
 # spots' mean target with the penalty by GCV (the depth control's rule)
 COMMON_FITS = ("mean", "gcv")
-
-
-def check_support_fit(value: str) -> str:
-    """``value`` if it names a :data:`SUPPORT_FITS` rule, else an :class:`InputError`."""
-    if value not in SUPPORT_FITS:
-        raise InputError(
-            None, f"unknown ALIGN-ST support_fit {value!r}", f"use one of {list(SUPPORT_FITS)}"
-        )
-    return value
-
-
-def check_common_fit(value: str) -> str:
-    """``value`` if it names a :data:`COMMON_FITS` rule, else an :class:`InputError`."""
-    if value not in COMMON_FITS:
-        raise InputError(
-            None, f"unknown ALIGN-ST common_fit {value!r}", f"use one of {list(COMMON_FITS)}"
-        )
-    return value
 
 
 def _ridge(u: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -126,8 +108,12 @@ class KernelHead(nn.Module):
         locus = float(cfg.get("kernel_locus", 0.0))
         self.log_locus = nn.Parameter(torch.tensor(math.log(locus))) if locus > 0 else None
         self.spot_scale = nn.Parameter(torch.tensor(0.05))
-        self.support_fit = check_support_fit(str(cfg.get("support_fit", "learned")))
-        self.common_fit = check_common_fit(str(cfg.get("common_fit", "mean")))
+        self.support_fit = check_choice(
+            "ALIGN-ST support_fit", str(cfg.get("support_fit", "learned")), SUPPORT_FITS
+        )
+        self.common_fit = check_choice(
+            "ALIGN-ST common_fit", str(cfg.get("common_fit", "mean")), COMMON_FITS
+        )
         if self.common_fit == "gcv":  # only then, so that other heads' saved runs still load
             self.register_buffer("common_w", torch.zeros(k + d + 1))
 
