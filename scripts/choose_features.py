@@ -26,7 +26,10 @@ without the genes' locus kernel / with its kernel started at the gene CV's choic
 config values / with its stored seen-gene fits at the learned penalty or at per-gene GCV
 penalties (``--what support-fit``), and with its common pattern from the stored fits' mean or
 its own GCV ridge (``--what common-fit``), the same way. ``--what cv-fits`` scores ``gene-kernel``
-and ALIGN-ST with the gene CV reading in-sample or out-of-section fits of the seen genes. Every prepared input comes from the geneshot
+and ALIGN-ST with the gene CV reading in-sample or out-of-section fits of the seen genes.
+``--what departure-scale`` scores both with the departure from the common pattern scaled at
+prediction (:mod:`geneshot.models._gene_cv`); the scale changes nothing in training, so each
+model is trained once per fold and predicts with every candidate. Every prepared input comes from the geneshot
 cache and every fold's scores are kept in ``--scores`` (JSON), so a rerun only fits what
 is missing. With ``--what augment`` the candidates add training data to the frozen
 features (stain-jittered copies of the training sections; a small adapter trained on the
@@ -53,6 +56,7 @@ import pandas as pd
 from geneshot.cache import Cache
 from geneshot.data import TargetTransform
 from geneshot.image import StainJitter
+from geneshot.models._gene_cv import DEPARTURE_SCALES
 from geneshot.prepare import FeatureConfig, prepare_sections
 from geneshot.workflow import evaluate, load_sections, split_and_describe, train_model
 
@@ -144,6 +148,11 @@ CV_FITS_CANDIDATES: dict[str, dict] = {
     "out-of-section": {"model": {"cv_fits": "out-of-section"}},
 }
 CV_FITS_MODELS = {"gene-kernel": "zero-shot", "align-st": "zero-shot"}
+# ... and with their departure from the common pattern scaled at prediction ("predict": set on
+# the trained model, so one training per fold serves every candidate)
+DEPARTURE_SCALE_CANDIDATES: dict[str, dict] = {
+    f"scale {c:g}": {"predict": {"departure_scale": c}} for c in DEPARTURE_SCALES
+}
 # SGN with and without the validation keep rule
 SGN_CANDIDATES: dict[str, dict] = {
     "sgn + keep rule": {"train": {}},
@@ -177,6 +186,7 @@ WHAT = {
     "support-fit": (SUPPORT_FIT_CANDIDATES, TRAINER_MODELS),
     "common-fit": (COMMON_FIT_CANDIDATES, TRAINER_MODELS),
     "cv-fits": (CV_FITS_CANDIDATES, CV_FITS_MODELS),
+    "departure-scale": (DEPARTURE_SCALE_CANDIDATES, CV_FITS_MODELS),
     "augment": (AUGMENT_CANDIDATES, AUGMENT_MODELS),
 }
 
@@ -236,6 +246,14 @@ def with_adapter(
     return [adapted(s) for s in train], adapted(test)
 
 
+def set_departure_scale(model, scale: float) -> None:
+    """Predict with departure scale ``scale`` (gene-kernel reads its config, ALIGN-ST its head)."""
+    module = model.module
+    module.config["departure_scale"] = scale
+    if getattr(module, "kernel", None) is not None:
+        module.kernel.departure_scale = scale
+
+
 def score_fold(
     prepared: dict,
     train: list[str],
@@ -248,8 +266,14 @@ def score_fold(
     model_config: dict | None = None,
     augment: dict | None = None,
     adapter: dict | None = None,
+    predict: dict | None = None,
+    trained: dict | None = None,
 ) -> dict[str, float]:
-    """Per-section PCC@M on ``test`` of each model trained on ``train`` with ``config``."""
+    """Per-section PCC@M on ``test`` of each model trained on ``train`` with ``config``.
+
+    ``predict`` (``{"departure_scale": c}``): set on the trained model before predicting;
+    ``trained`` memoises the trained models across such candidates (training ignores them).
+    """
     tr = [prepared[s] for s in train]
     test_section = prepared[test]
     key = (tuple(train), config.gene_encoder)
@@ -265,19 +289,26 @@ def score_fold(
         fit_on = tr + stain_copies(tr, config, cache, **augment)
     out = {}
     for name, setting in models.items():
-        model = train_model(
-            name,
-            setting,
-            fit_on,
-            genes,
-            split,
-            target,
-            config,
-            progress=False,
-            train_config=train_config,
-            model_config=model_config,
-            cache=cache,
-        )
+        key = (tuple(train), name, json.dumps([train_config, model_config], sort_keys=True))
+        model = None if trained is None else trained.get(key)
+        if model is None:
+            model = train_model(
+                name,
+                setting,
+                fit_on,
+                genes,
+                split,
+                target,
+                config,
+                progress=False,
+                train_config=train_config,
+                model_config=model_config,
+                cache=cache,
+            )
+            if trained is not None:
+                trained[key] = model
+        if predict:
+            set_departure_scale(model, float(predict["departure_scale"]))
         summary, *_ = evaluate(model, [test_section], genes, split.unseen)
         out[name] = float(summary["per_section"]["pcc_m"])
     return out
@@ -306,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
         help="choose only: do not score the outer test sections (the benchmark does that)",
     )
     ap.add_argument("--candidates", default=None, help="comma-separated candidate names")
+    ap.add_argument(
+        "--select-on",
+        default=None,
+        help="choose by this model's inner score alone (default: the mean of the candidates' models)",
+    )
     ap.add_argument("--csv", type=Path, default=Path("choose_features.csv"))
     ap.add_argument(
         "--scores",
@@ -328,12 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     dims: dict[str, int] = {}
     fit_s: dict[str, float] = dict.fromkeys(names, 0.0)  # NaN when folds came from --scores
     split_memo: dict = {}
+    trained: dict = {}  # models trained once for candidates that differ at prediction only
     rows = []
     for cand in names:
         cand_cfg = dict(candidates[cand])
         train_config = cand_cfg.pop("train", None)
         model_config = cand_cfg.pop("model", None)
-        extra = {k: cand_cfg.pop(k) for k in ("augment", "adapter") if k in cand_cfg}
+        extra = {k: cand_cfg.pop(k) for k in ("augment", "adapter", "predict") if k in cand_cfg}
+        if "predict" in extra:
+            extra["trained"] = trained
         config = FeatureConfig(**cand_cfg)
         t0 = time.perf_counter()
         prepared = {
@@ -392,7 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     inner = long[long.kind == "inner"].pivot_table(
         index=["outer", "candidate"], columns="model", values="pcc_m", aggfunc="mean"
     )
-    inner["select"] = inner[list(models)].mean(1)
+    if args.select_on and args.select_on not in models:
+        sys.exit(f"--select-on {args.select_on!r}: use one of {list(models)}")
+    inner["select"] = inner[[args.select_on] if args.select_on else list(models)].mean(1)
     outer = long[long.kind == "outer"].pivot_table(
         index=["outer", "candidate"], columns="model", values="pcc_m"
     )
@@ -445,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     default = max(votes, key=lambda c: (votes[c], inner_mean[c]))
     print(f"\npicks per outer fold: {picks}")
     print(
-        f"inner selection score (mean of {' and '.join(models)}), mean over outer folds: "
+        f"inner selection score ({args.select_on or 'mean of ' + ' and '.join(models)}), mean over outer folds: "
         + ", ".join(f"{c} {inner_mean[c]:.4f}" for c in names)
     )
     print(

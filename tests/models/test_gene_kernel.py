@@ -165,3 +165,29 @@ def test_out_of_section_cv_shrinks_maps_that_do_not_transfer_between_sections():
     assert chosen["out-of-section"] > chosen["in-sample"], chosen
     with pytest.raises(InputError, match="cv_fits"):
         create_model("gene-kernel", cv_fits="leave-one-out")
+
+
+def test_departure_scale_multiplies_the_departure_from_the_common_pattern():
+    rng = np.random.default_rng(5)
+    slides, ys, vec, _, _ = _task(rng, smooth=True)
+    seen, unseen = np.arange(30, 150), np.arange(30)
+    est = create_model("gene-kernel", n_components=D_IMG, gammas=[0.0])
+    est.fit(slides[:3], [y[:, seen] for y in ys[:3]], _genes(vec[seen]))
+    # the common pattern alone: a gene unlike every seen gene (no kernel weight on any)
+    far = _genes(np.zeros((1, D_T)))
+    m = est.predict(slides[3], far)[:, :1]
+    preds = {}
+    for c in (1.0, 2.0):
+        est.config["departure_scale"] = c
+        preds[c] = est.predict(slides[3], _genes(vec[unseen]))
+    dep = preds[1.0] - m
+    assert np.abs(dep).mean() > 0.1  # the genes do depart from the common pattern
+    assert np.allclose(preds[2.0] - m, 2.0 * dep, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), "two"])
+def test_departure_scale_must_be_a_positive_number(bad):
+    with pytest.raises(InputError, match="departure_scale"):
+        create_model("gene-kernel", departure_scale=bad)
+    with pytest.raises(InputError, match="departure_scale"):
+        create_model("align-st", departure_scale=bad)

@@ -262,3 +262,44 @@ def test_gcv_common_pattern_replaces_only_the_mean_of_the_fits():
         _head(common_fit="depth")
     with pytest.raises(InputError, match="common_fit"):
         create_model("align-st", **{**TINY["align-st"], "common_fit": "depth"})
+
+
+def test_departure_scale_scales_only_the_departure_and_only_at_prediction():
+    torch.manual_seed(0)
+    genes = make_genes()
+    seen, unseen = genes.select(range(8)), genes.select(range(8, genes.n_genes))
+    seen.ids = torch.arange(8)
+    slide = make_slide(2)
+    y = torch.randn(slide.n_spots, 8)
+    every = torch.ones(slide.n_spots, dtype=torch.bool)
+    preds, train_preds = {}, {}
+    for c in (1.0, 1.5):
+        torch.manual_seed(0)  # the same weights for both scales
+        model = create_model(
+            "align-st", **{**TINY["align-st"], **KERNEL, "n_support": 8, "departure_scale": c}
+        ).eval()
+        model.set_anchor(slide.image.numpy())
+        model.fit_support([slide], [y], [every], final=True)
+        with torch.no_grad():
+            preds[c] = model(slide, unseen, seen)
+            # training fits the context genes and scores them: no scale there
+            train_preds[c] = model(slide, unseen, seen, support=(y, every))
+    assert torch.allclose(train_preds[1.0], train_preds[1.5], atol=1e-5)
+    # the common pattern m (the GCV ridge of the spots' mean target) is kept ...
+    model.kernel.departure_scale = 1e-9
+    with torch.no_grad():
+        m = model(slide, unseen, seen)
+    assert torch.allclose(m, m[:, :1], atol=1e-5)
+    # ... and only the departure from it is scaled
+    dep = preds[1.0] - m
+    assert dep.abs().mean() > 1e-3
+    assert torch.allclose(preds[1.5] - m, 1.5 * dep, atol=1e-4)
+
+
+def test_a_run_saved_before_the_departure_scale_loads_with_scale_one(kernel_run, tmp_path):
+    m, test, pg, unseen, _ = kernel_run
+    run = m.save(tmp_path / "run")
+    meta = json.loads((run / "run.json").read_text())
+    meta["model_config"].pop("departure_scale")
+    (run / "run.json").write_text(json.dumps(meta))
+    assert GeneshotModel.load(run).module.kernel.departure_scale == 1.0

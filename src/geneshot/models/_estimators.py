@@ -16,6 +16,7 @@ from geneshot.models._gene_cv import (
     GAMMAS,
     LAMBDAS,
     LOCUS_WEIGHTS,
+    check_departure_scale,
     gene_cv,
     out_of_section_fits,
     text_kernel,
@@ -221,6 +222,9 @@ class GeneKernelEstimator(_PCARidge):
         they were fitted on) or ``"out-of-section"`` (each training section's spots predicted
         by fits on the other training sections, as a new section will be; with one training
         section, in-sample).
+    departure_scale
+        ``c`` in ``m + c * k(u, S) (K_SS + lambda I)^-1 (F_S - m)``, applied at prediction
+        (see :mod:`geneshot.models._gene_cv`; 1 = the kernel ridge as the gene CV fitted it).
     """
 
     def __init__(
@@ -231,10 +235,12 @@ class GeneKernelEstimator(_PCARidge):
         cv_spots: int = 600,
         cv_top: int = 400,
         cv_fits: str = "in-sample",
+        departure_scale: float = 1.0,
         **config,
     ) -> None:
         super().__init__(**config)
         check_choice("cv_fits", cv_fits, CV_FITS)
+        departure_scale = check_departure_scale(departure_scale)
         # None = the default grid, resolved at fit (create_model stores the raw config)
         self.config.update(
             lambdas=lambdas,
@@ -243,6 +249,7 @@ class GeneKernelEstimator(_PCARidge):
             cv_spots=cv_spots,
             cv_top=cv_top,
             cv_fits=cv_fits,
+            departure_scale=departure_scale,
         )
 
     def fit(
@@ -324,4 +331,5 @@ class GeneKernelEstimator(_PCARidge):
         m = z @ self.mean_coef_ + self.mean_icpt_  # (N,) common pattern
         q = unit_rows(genes.pooled.detach().cpu().numpy().astype(np.float64))
         kq = self._kernel(q, genes.symbols)  # (G, S)
-        return m[:, None] + z @ (kq @ self.solved_coef_).T + kq @ self.solved_icpt_
+        c = self.config.get("departure_scale", 1.0)  # 1 in runs saved before the scale
+        return m[:, None] + c * (z @ (kq @ self.solved_coef_).T + kq @ self.solved_icpt_)

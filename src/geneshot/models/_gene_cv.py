@@ -7,6 +7,13 @@ initial fits, then learns from there.
 
 The kernel between genes is ``exp(gamma (cos - 1))`` of their pooled vectors (``gamma = 0``:
 the plain cosine) plus ``w`` times their locus kernel (:func:`geneshot.genes.locus_kernel`).
+
+Both predict a gene as ``m + c * k(g, S) (K + lambda I)^-1 (F - m)``: the common pattern plus
+its departure, times the *departure scale* ``c`` (:func:`check_departure_scale`). The gene CV
+chooses the kernel and ``lambda`` on the seen genes, whose maps are mostly the common pattern
+(for them ``c = 1`` is best); the genes a zero-shot model is asked for, the most expressed, have
+maps that depart from it more, so ``c`` is chosen by nested CV over sections instead
+(``scripts/choose_features.py --what departure-scale``; BENCHMARKS.md, session 9).
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from geneshot.errors import InputError
 
 # the CV grids: ridge strength in gene space, kernel sharpness (0 = plain cosine), and the
 # weight of the locus kernel added to the text kernel (0 = text only)
@@ -23,6 +32,23 @@ LOCUS_WEIGHTS = [0.0, 0.5, 1.0]
 # the seen genes' maps the CV reads: their fits at the spots they were fitted on, or each
 # training section predicted by fits on the others (what a model meets on a new section)
 CV_FITS = ("in-sample", "out-of-section")
+# the departure scales the nested CV scores (prediction only: one training serves them all)
+DEPARTURE_SCALES = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5)
+
+
+def check_departure_scale(value: object) -> float:
+    """``value`` as a departure scale: a finite number > 0 (1 = the kernel ridge as it is)."""
+    try:
+        c = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        c = float("nan")
+    if not np.isfinite(c) or c <= 0:
+        raise InputError(
+            None,
+            f"departure_scale {value!r} is not a positive number",
+            "set departure_scale to a number > 0 (1.0 = the kernel ridge's own departure)",
+        )
+    return c
 
 
 def out_of_section_fits(

@@ -35,6 +35,10 @@ own ridge of the spots' mean target over the seen genes with the penalty by GCV,
 control fits it; the mean of the stored fits is the same regression at the head's small learned
 penalty, which overfits the training spots. Genes whose knowledge says little fall back to
 ``m``, so a better ``m`` lifts them all (nested CV, BENCHMARKS.md, session 8).
+
+At prediction the departure ``A (F - m)`` is multiplied by ``departure_scale`` (the rule of
+:mod:`geneshot.models._gene_cv`, shared with ``gene-kernel``); training, which fits and scores
+seen genes, always uses 1.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from geneshot.models._gene_cv import (
     GAMMAS,
     LAMBDAS,
     LOCUS_WEIGHTS,
+    check_departure_scale,
     gene_cv,
     out_of_section_fits,
     unit_rows,
@@ -116,6 +121,8 @@ class KernelHead(nn.Module):
         )
         if self.common_fit == "gcv":  # only then, so that other heads' saved runs still load
             self.register_buffer("common_w", torch.zeros(k + d + 1))
+        # a config value, not a buffer: it is chosen by nested CV, never trained
+        self.departure_scale = check_departure_scale(cfg.get("departure_scale", 1.0))
 
     @torch.no_grad()
     def set_anchor(self, features: np.ndarray) -> None:
@@ -277,16 +284,17 @@ class KernelHead(nn.Module):
 
     @staticmethod
     def gene_weights(
-        w: torch.Tensor, a: torch.Tensor, common: torch.Tensor | None = None
+        w: torch.Tensor, a: torch.Tensor, common: torch.Tensor | None = None, scale: float = 1.0
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weights ``(Q, k + d)`` and biases ``(Q,)`` over ``u`` of ``m + (F - m) A^T``.
+        """Weights ``(Q, k + d)`` and biases ``(Q,)`` over ``u`` of ``m + scale (F - m) A^T``.
 
         With ``F = [u, 1] w`` the support fits and ``m`` their mean, the prediction is
         ``F B`` with ``B = 1 1^T / S + (I - 1 1^T / S) A^T``: linear in ``[u, 1]``. With
         ``common`` ``(k + d + 1,)``, ``m = [u, 1] common`` instead (the rows of ``A - mean``
-        sum to zero, so ``F - m`` is unchanged by which ``m`` is used there).
+        sum to zero, so ``F - m`` is unchanged by which ``m`` is used there). ``scale``: the
+        departure scale (prediction only).
         """
         ac = (a - a.mean(1, keepdim=True)).T
         m = w.mean(1, keepdim=True) if common is None else common[:, None]
-        wb = w @ ac + m
+        wb = scale * (w @ ac) + m
         return wb[:-1].T, wb[-1]

@@ -532,6 +532,8 @@ class GeneshotModel:
             model_config.setdefault("kernel_locus", 0.0)  # runs saved before the locus kernel
         if spec is not None and "common_fit" in spec.defaults:
             model_config.setdefault("common_fit", "mean")  # runs saved before the GCV common pattern
+        if spec is not None and spec.kind == "torch" and "departure_scale" in spec.defaults:
+            model_config.setdefault("departure_scale", 1.0)  # runs saved before the departure scale
         try:
             self = cls(meta["model"], meta["setting"], meta["train_config"], **model_config)
             self.contract = DataContract.from_dict(meta["contract"])
