@@ -56,7 +56,7 @@ import pandas as pd
 from geneshot.cache import Cache
 from geneshot.data import TargetTransform
 from geneshot.image import StainJitter
-from geneshot.models._gene_cv import DEPARTURE_SCALES
+from geneshot.models._gene_cv import DEPARTURE_SCALES, DEPARTURE_SHRINKS
 from geneshot.prepare import FeatureConfig, prepare_sections
 from geneshot.workflow import evaluate, load_sections, split_and_describe, train_model
 
@@ -150,8 +150,14 @@ CV_FITS_CANDIDATES: dict[str, dict] = {
 CV_FITS_MODELS = {"gene-kernel": "zero-shot", "align-st": "zero-shot"}
 # ... and with their departure from the common pattern scaled at prediction ("predict": set on
 # the trained model, so one training per fold serves every candidate)
+# (trained with a shrink > 0 so that ALIGN-ST keeps the spots' covariance the shrink reads)
 DEPARTURE_SCALE_CANDIDATES: dict[str, dict] = {
-    f"scale {c:g}": {"predict": {"departure_scale": c}} for c in DEPARTURE_SCALES
+    f"scale {c:g}, shrink {r0:g}": {
+        "model": {"departure_shrink": 0.2},
+        "predict": {"departure_scale": c, "departure_shrink": r0},
+    }
+    for r0 in DEPARTURE_SHRINKS
+    for c in DEPARTURE_SCALES
 }
 # SGN with and without the validation keep rule
 SGN_CANDIDATES: dict[str, dict] = {
@@ -246,12 +252,12 @@ def with_adapter(
     return [adapted(s) for s in train], adapted(test)
 
 
-def set_departure_scale(model, scale: float) -> None:
-    """Predict with departure scale ``scale`` (gene-kernel reads its config, ALIGN-ST its head)."""
+def set_departure(model, scale: float, shrink: float) -> None:
+    """Predict with this departure scale and shrink (gene-kernel reads its config, ALIGN-ST its head)."""
     module = model.module
-    module.config["departure_scale"] = scale
+    module.config.update(departure_scale=scale, departure_shrink=shrink)
     if getattr(module, "kernel", None) is not None:
-        module.kernel.departure_scale = scale
+        module.kernel.departure_scale, module.kernel.departure_shrink = scale, shrink
 
 
 def score_fold(
@@ -271,7 +277,8 @@ def score_fold(
 ) -> dict[str, float]:
     """Per-section PCC@M on ``test`` of each model trained on ``train`` with ``config``.
 
-    ``predict`` (``{"departure_scale": c}``): set on the trained model before predicting;
+    ``predict`` (``{"departure_scale": c, "departure_shrink": r0}``): set on the trained
+    model before predicting;
     ``trained`` memoises the trained models across such candidates (training ignores them).
     """
     tr = [prepared[s] for s in train]
@@ -308,7 +315,7 @@ def score_fold(
             if trained is not None:
                 trained[key] = model
         if predict:
-            set_departure_scale(model, float(predict["departure_scale"]))
+            set_departure(model, float(predict["departure_scale"]), float(predict["departure_shrink"]))
         summary, *_ = evaluate(model, [test_section], genes, split.unseen)
         out[name] = float(summary["per_section"]["pcc_m"])
     return out

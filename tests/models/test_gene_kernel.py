@@ -46,7 +46,11 @@ def test_recovers_a_kernel_smooth_signal_on_unseen_genes():
     rng = np.random.default_rng(0)
     slides, ys, vec, _, _ = _task(rng, smooth=True)
     seen, unseen = np.arange(30, 150), np.arange(30)
-    est = create_model("gene-kernel", n_components=D_IMG, gammas=[0.0])
+    # the kernel ridge itself (the default departure factor is tuned to real data, where
+    # the ridge's departures come out too small; this one is exact)
+    est = create_model(
+        "gene-kernel", n_components=D_IMG, gammas=[0.0], departure_scale=1.0, departure_shrink=0.0
+    )
     est.fit(slides[:3], [y[:, seen] for y in ys[:3]], _genes(vec[seen]))
     pred = est.predict(slides[3], _genes(vec[unseen]))
     y = ys[3][:, unseen]
@@ -176,13 +180,16 @@ def test_departure_scale_multiplies_the_departure_from_the_common_pattern():
     # the common pattern alone: a gene unlike every seen gene (no kernel weight on any)
     far = _genes(np.zeros((1, D_T)))
     m = est.predict(slides[3], far)[:, :1]
-    preds = {}
-    for c in (1.0, 2.0):
-        est.config["departure_scale"] = c
-        preds[c] = est.predict(slides[3], _genes(vec[unseen]))
-    dep = preds[1.0] - m
-    assert np.abs(dep).mean() > 0.1  # the genes do depart from the common pattern
-    assert np.allclose(preds[2.0] - m, 2.0 * dep, atol=1e-6)
+    deps = {}
+    for c in (1.0, 2.0, 3.0):
+        est.config.update(departure_scale=c, departure_shrink=0.0)
+        deps[c] = est.predict(slides[3], _genes(vec[unseen])) - m
+    spatial = deps[2.0] - deps[1.0]
+    assert np.abs(spatial).mean() > 0.1  # the genes do depart from the common pattern
+    assert np.allclose(deps[3.0], deps[1.0] + 2.0 * spatial, atol=1e-6)
+    # what is not scaled is each gene's level: one value per gene
+    level = deps[1.0] - spatial
+    assert np.allclose(level, level[:1], atol=1e-6)
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), "two"])
@@ -191,3 +198,27 @@ def test_departure_scale_must_be_a_positive_number(bad):
         create_model("gene-kernel", departure_scale=bad)
     with pytest.raises(InputError, match="departure_scale"):
         create_model("align-st", departure_scale=bad)
+
+
+def test_departure_shrink_keeps_less_of_small_departures():
+    rng = np.random.default_rng(6)
+    slides, ys, vec, _, _ = _task(rng, smooth=True)
+    seen, unseen = np.arange(30, 150), np.arange(30)
+    est = create_model("gene-kernel", n_components=D_IMG, gammas=[0.0])
+    est.fit(slides[:3], [y[:, seen] for y in ys[:3]], _genes(vec[seen]))
+    m = est.predict(slides[3], _genes(np.zeros((1, D_T))))[:, :1]
+    deps = {}
+    for shrink in (0.0, 0.5):
+        est.config.update(departure_scale=2.0, departure_shrink=shrink)
+        deps[shrink] = est.predict(slides[3], _genes(vec[unseen])) - m
+    # per gene, the shrunk departure is the same map times a factor in (0, 1) (around the
+    # gene's level, which stays) ...
+    deps = {k: d - d.mean(0) for k, d in deps.items()}
+    kept = (deps[0.5] * deps[0.0]).sum(0) / (deps[0.0] ** 2).sum(0)
+    assert np.allclose(deps[0.5], kept * deps[0.0], atol=1e-6)
+    assert np.all((kept > 0) & (kept < 1))
+    # ... larger for the genes that depart further: r / (r + r0), r their spread against m's
+    spread = deps[0.0].std(0)
+    assert np.corrcoef(spread, kept)[0, 1] > 0.8
+    with pytest.raises(InputError, match="departure_shrink"):
+        create_model("gene-kernel", departure_shrink=-0.1)

@@ -10,6 +10,7 @@ import torch
 
 from geneshot.errors import InputError
 from geneshot.models import create_model
+from geneshot.models._gene_cv import departure_factor
 from geneshot.models._kernel_head import KernelHead
 from geneshot.train import GeneshotModel
 from tests.models.test_models import TINY, make_genes, make_slide
@@ -120,10 +121,23 @@ def test_kernel_run_round_trips(kernel_run, tmp_path):
     assert np.allclose(again.predict(test, pg, unseen), m.predict(test, pg, unseen), atol=1e-5)
 
 
+def _as_before_the_departure_factor(run):
+    """A saved run as one saved before the departure factor: no config keys, no spot stats."""
+    meta = json.loads((run / "run.json").read_text())
+    for key in ("departure_scale", "departure_shrink"):
+        meta["model_config"].pop(key)
+    (run / "run.json").write_text(json.dumps(meta))
+    state = torch.load(run / "weights.pt", weights_only=True)
+    for key in ("kernel.spot_mean", "kernel.spot_cov"):
+        del state[key]
+    torch.save(state, run / "weights.pt")
+    return run
+
+
 def test_a_run_saved_before_the_gcv_common_pattern_loads_with_the_mean(kernel_run, tmp_path):
     m, test, pg, unseen, _ = kernel_run
     assert m.module.kernel.common_fit == "gcv"  # the default
-    run = m.save(tmp_path / "run")
+    run = _as_before_the_departure_factor(m.save(tmp_path / "run"))
     # what such a run held: no common_fit in its config, no common_w in its weights
     meta = json.loads((run / "run.json").read_text())
     del meta["model_config"]["common_fit"]
@@ -133,7 +147,8 @@ def test_a_run_saved_before_the_gcv_common_pattern_loads_with_the_mean(kernel_ru
     torch.save(state, run / "weights.pt")
     old = GeneshotModel.load(run)
     assert old.module.kernel.common_fit == "mean"
-    diff = old.predict(test, pg, unseen, shrink=0.0) - m.predict(test, pg, unseen, shrink=0.0)
+    new = GeneshotModel.load(_as_before_the_departure_factor(m.save(tmp_path / "new")))
+    diff = old.predict(test, pg, unseen, shrink=0.0) - new.predict(test, pg, unseen, shrink=0.0)
     assert np.abs(diff).max() > 1e-4  # the common pattern differs ...
     assert np.allclose(diff, diff[:, :1], atol=1e-4)  # ... and it is all that differs
 
@@ -276,7 +291,9 @@ def test_departure_scale_scales_only_the_departure_and_only_at_prediction():
     for c in (1.0, 1.5):
         torch.manual_seed(0)  # the same weights for both scales
         model = create_model(
-            "align-st", **{**TINY["align-st"], **KERNEL, "n_support": 8, "departure_scale": c}
+            "align-st",
+            **{**TINY["align-st"], **KERNEL, "n_support": 8, "departure_scale": c},
+            departure_shrink=0.0,
         ).eval()
         model.set_anchor(slide.image.numpy())
         model.fit_support([slide], [y], [every], final=True)
@@ -285,11 +302,13 @@ def test_departure_scale_scales_only_the_departure_and_only_at_prediction():
             # training fits the context genes and scores them: no scale there
             train_preds[c] = model(slide, unseen, seen, support=(y, every))
     assert torch.allclose(train_preds[1.0], train_preds[1.5], atol=1e-5)
-    # the common pattern m (the GCV ridge of the spots' mean target) is kept ...
+    # the common pattern m (the GCV ridge of the spots' mean target) and each gene's level
+    # are kept ...
     model.kernel.departure_scale = 1e-9
     with torch.no_grad():
         m = model(slide, unseen, seen)
-    assert torch.allclose(m, m[:, :1], atol=1e-5)
+    level = m - m[:, :1]
+    assert torch.allclose(level, level[:1], atol=1e-5)
     # ... and only the departure from it is scaled
     dep = preds[1.0] - m
     assert dep.abs().mean() > 1e-3
@@ -298,8 +317,50 @@ def test_departure_scale_scales_only_the_departure_and_only_at_prediction():
 
 def test_a_run_saved_before_the_departure_scale_loads_with_scale_one(kernel_run, tmp_path):
     m, test, pg, unseen, _ = kernel_run
-    run = m.save(tmp_path / "run")
-    meta = json.loads((run / "run.json").read_text())
-    meta["model_config"].pop("departure_scale")
-    (run / "run.json").write_text(json.dumps(meta))
-    assert GeneshotModel.load(run).module.kernel.departure_scale == 1.0
+    assert m.module.kernel.spot_stats is not None  # the default keeps them
+    old = GeneshotModel.load(_as_before_the_departure_factor(m.save(tmp_path / "run")))
+    kernel = old.module.kernel
+    assert (kernel.departure_scale, kernel.departure_shrink, kernel.spot_stats) == (1.0, 0.0, None)
+    assert np.isfinite(old.predict(test, pg, unseen)).all()
+
+
+def test_departure_factor_is_shared_by_numpy_and_torch():
+    r2 = np.array([0.0, 0.01, 0.25, 4.0])
+    f = departure_factor(r2, 1.0, 2.0, 0.5)
+    assert np.allclose(f, 2.0 * np.sqrt(r2) / (np.sqrt(r2) + 0.5))
+    assert np.allclose(departure_factor(torch.from_numpy(r2), 1.0, 2.0, 0.5).numpy(), f)
+    assert np.allclose(departure_factor(r2, 1.0, 2.0, 0.0), 2.0)  # no shrink: the scale
+
+
+def test_departure_shrink_waits_for_the_final_fits_and_reads_the_spots_covariance():
+    torch.manual_seed(0)
+    genes = make_genes()
+    seen, unseen = genes.select(range(8)), genes.select(range(8, genes.n_genes))
+    seen.ids = torch.arange(8)
+    slide = make_slide(2)
+    y = torch.randn(slide.n_spots, 8)
+    every = torch.ones(slide.n_spots, dtype=torch.bool)
+    cfg = {**TINY["align-st"], **KERNEL, "n_support": 8, "departure_scale": 1.0}
+    preds, epochs = {}, {}
+    for shrink in (0.0, 0.3):
+        torch.manual_seed(0)
+        model = create_model("align-st", **{**cfg, "departure_shrink": shrink}).eval()
+        model.set_anchor(slide.image.numpy())
+        model.fit_support([slide], [y], [every])  # an epoch's fits: no factor yet
+        with torch.no_grad():
+            epochs[shrink] = model(slide, unseen, seen)
+        model.fit_support([slide], [y], [every], final=True)
+        with torch.no_grad():
+            preds[shrink] = model(slide, unseen, seen)
+        assert ("kernel.spot_cov" in model.state_dict()) == (shrink > 0)  # scale 1: none
+    assert torch.allclose(epochs[0.3], epochs[0.0], atol=1e-5)
+    model.kernel.departure_scale = 1e-9  # the common pattern and each gene's level alone
+    with torch.no_grad():
+        m = model(slide, unseen, seen)
+    dep0, dep = preds[0.0] - m, preds[0.3] - m
+    kept = (dep * dep0).sum(0) / (dep0**2).sum(0)
+    assert torch.allclose(dep, kept * dep0, atol=1e-4)
+    assert bool(((kept > 0) & (kept < 1)).all())
+    # the spread over the training spots decides: here the prediction slide is the training one
+    r = dep0.std(0) / (m[:, 0] - m[0, 0]).std()
+    assert torch.allclose(kept, r / (r + 0.3), atol=1e-3)

@@ -17,6 +17,7 @@ from geneshot.models._gene_cv import (
     LAMBDAS,
     LOCUS_WEIGHTS,
     check_departure_scale,
+    departure_factor,
     gene_cv,
     out_of_section_fits,
     text_kernel,
@@ -225,6 +226,9 @@ class GeneKernelEstimator(_PCARidge):
     departure_scale
         ``c`` in ``m + c * k(u, S) (K_SS + lambda I)^-1 (F_S - m)``, applied at prediction
         (see :mod:`geneshot.models._gene_cv`; 1 = the kernel ridge as the gene CV fitted it).
+    departure_shrink
+        ``r0``: with ``r0 > 0`` the factor is ``c r / (r + r0)`` per gene, ``r`` the spread of
+        its departure over the training spots against the common pattern's.
     """
 
     def __init__(
@@ -236,11 +240,13 @@ class GeneKernelEstimator(_PCARidge):
         cv_top: int = 400,
         cv_fits: str = "in-sample",
         departure_scale: float = 1.0,
+        departure_shrink: float = 0.0,
         **config,
     ) -> None:
         super().__init__(**config)
         check_choice("cv_fits", cv_fits, CV_FITS)
         departure_scale = check_departure_scale(departure_scale)
+        departure_shrink = check_departure_scale(departure_shrink, "departure_shrink", zero=True)
         # None = the default grid, resolved at fit (create_model stores the raw config)
         self.config.update(
             lambdas=lambdas,
@@ -250,6 +256,7 @@ class GeneKernelEstimator(_PCARidge):
             cv_top=cv_top,
             cv_fits=cv_fits,
             departure_scale=departure_scale,
+            departure_shrink=departure_shrink,
         )
 
     def fit(
@@ -331,5 +338,14 @@ class GeneKernelEstimator(_PCARidge):
         m = z @ self.mean_coef_ + self.mean_icpt_  # (N,) common pattern
         q = unit_rows(genes.pooled.detach().cpu().numpy().astype(np.float64))
         kq = self._kernel(q, genes.symbols)  # (G, S)
-        c = self.config.get("departure_scale", 1.0)  # 1 in runs saved before the scale
-        return m[:, None] + c * (z @ (kq @ self.solved_coef_).T + kq @ self.solved_icpt_)
+        dep = kq @ self.solved_coef_  # (G, n_components): each gene's departure over z
+        # the PCA scores are uncorrelated over the training spots, with these variances
+        var = self.pca_.explained_variance_
+        factor = departure_factor(
+            (dep**2) @ var,
+            float((self.mean_coef_**2) @ var),
+            self.config.get("departure_scale", 1.0),  # 1 in runs saved before the scale
+            self.config.get("departure_shrink", 0.0),
+        )
+        # the scores are centred on the training spots: the factor leaves each gene's level
+        return m[:, None] + factor * (z @ dep.T) + kq @ self.solved_icpt_

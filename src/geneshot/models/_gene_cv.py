@@ -13,7 +13,11 @@ its departure, times the *departure scale* ``c`` (:func:`check_departure_scale`)
 chooses the kernel and ``lambda`` on the seen genes, whose maps are mostly the common pattern
 (for them ``c = 1`` is best); the genes a zero-shot model is asked for, the most expressed, have
 maps that depart from it more, so ``c`` is chosen by nested CV over sections instead
-(``scripts/choose_features.py --what departure-scale``; BENCHMARKS.md, session 9).
+(``scripts/choose_features.py --what departure-scale``; BENCHMARKS.md, session 9). With a
+*departure shrink* ``r0 > 0`` the factor is per gene, ``c r / (r + r0)``, ``r`` the spread of
+the gene's departure over the training spots against the common pattern's
+(:func:`departure_factor`): a gene whose knowledge moves it little from the common pattern
+keeps little of that move, and a gene it moves far keeps nearly ``c`` times it.
 """
 
 from __future__ import annotations
@@ -32,23 +36,45 @@ LOCUS_WEIGHTS = [0.0, 0.5, 1.0]
 # the seen genes' maps the CV reads: their fits at the spots they were fitted on, or each
 # training section predicted by fits on the others (what a model meets on a new section)
 CV_FITS = ("in-sample", "out-of-section")
-# the departure scales the nested CV scores (prediction only: one training serves them all)
-DEPARTURE_SCALES = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5)
+# the departure scales and shrinks the nested CV scores (prediction only: one training
+# serves them all)
+DEPARTURE_SCALES = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+DEPARTURE_SHRINKS = (0.0, 0.2, 0.4, 0.8)
 
 
-def check_departure_scale(value: object) -> float:
-    """``value`` as a departure scale: a finite number > 0 (1 = the kernel ridge as it is)."""
+def check_departure_scale(
+    value: object, field: str = "departure_scale", zero: bool = False
+) -> float:
+    """``value`` as a departure scale (a finite number > 0) or, ``zero=True``, shrink (>= 0)."""
     try:
         c = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         c = float("nan")
-    if not np.isfinite(c) or c <= 0:
+    if not np.isfinite(c) or c < 0 or (c == 0 and not zero):
+        bound = (
+            ">= 0 (0 = the same factor for every gene)"
+            if zero
+            else "> 0 (1.0 = the kernel ridge's own departure)"
+        )
         raise InputError(
             None,
-            f"departure_scale {value!r} is not a positive number",
-            "set departure_scale to a number > 0 (1.0 = the kernel ridge's own departure)",
+            f"{field} {value!r} is not a {'non-negative' if zero else 'positive'} number",
+            f"set {field} to a number {bound}",
         )
     return c
+
+
+def departure_factor(dep_var, common_var, scale: float, shrink: float):
+    """The factor on each gene's departure: ``scale * r / (r + shrink)`` (``scale`` if ``shrink`` is 0).
+
+    ``dep_var`` ``(G,)``: the variance of each gene's departure over the training spots;
+    ``common_var``: the common pattern's there; ``r = sqrt(dep_var / common_var)``. NumPy
+    arrays or torch tensors alike.
+    """
+    if shrink <= 0:
+        return scale + 0.0 * dep_var
+    r = (dep_var / (common_var + 1e-12)) ** 0.5
+    return scale * r / (r + shrink)
 
 
 def out_of_section_fits(

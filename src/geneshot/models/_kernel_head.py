@@ -36,9 +36,10 @@ control fits it; the mean of the stored fits is the same regression at the head'
 penalty, which overfits the training spots. Genes whose knowledge says little fall back to
 ``m``, so a better ``m`` lifts them all (nested CV, BENCHMARKS.md, session 8).
 
-At prediction the departure ``A (F - m)`` is multiplied by ``departure_scale`` (the rule of
-:mod:`geneshot.models._gene_cv`, shared with ``gene-kernel``); training, which fits and scores
-seen genes, always uses 1.
+At prediction the departure ``A (F - m)`` is multiplied by ``departure_scale``, or with
+``departure_shrink > 0`` by a factor per gene from how far it departs over the training spots
+(the rule of :mod:`geneshot.models._gene_cv`, shared with ``gene-kernel``; the spots'
+covariance is kept for it); training, which fits and scores seen genes, always uses 1.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from geneshot.models._gene_cv import (
     LAMBDAS,
     LOCUS_WEIGHTS,
     check_departure_scale,
+    departure_factor,
     gene_cv,
     out_of_section_fits,
     unit_rows,
@@ -121,8 +123,19 @@ class KernelHead(nn.Module):
         )
         if self.common_fit == "gcv":  # only then, so that other heads' saved runs still load
             self.register_buffer("common_w", torch.zeros(k + d + 1))
-        # a config value, not a buffer: it is chosen by nested CV, never trained
+        # config values, not parameters: chosen by nested CV, never trained
         self.departure_scale = check_departure_scale(cfg.get("departure_scale", 1.0))
+        self.departure_shrink = check_departure_scale(
+            cfg.get("departure_shrink", 0.0), "departure_shrink", zero=True
+        )
+        if self.departure_scale != 1.0 or self.departure_shrink > 0:
+            # only then, so that runs without a departure factor still load: the training
+            # spots' mean (the factor keeps each gene's level there) and covariance (the shrink)
+            self.register_buffer("spot_mean", torch.zeros(k + d))
+            self.register_buffer("spot_cov", torch.zeros(k + d, k + d))
+        # False while training stores each epoch's fits (fit_support): the departure factor
+        # waits for the final fits; a loaded run holds them
+        self.final = True
 
     @torch.no_grad()
     def set_anchor(self, features: np.ndarray) -> None:
@@ -231,6 +244,20 @@ class KernelHead(nn.Module):
         w = np.r_[np.ravel(ridge.coef_), np.ravel(ridge.intercept_)]
         self.common_w.copy_(torch.from_numpy(w).to(self.common_w))
 
+    @torch.no_grad()
+    def store_spot_stats(self, u: torch.Tensor) -> None:
+        """With a departure factor: keep the mean and covariance of the training spot vectors."""
+        if not hasattr(self, "spot_cov"):
+            return
+        mean = u.mean(0, keepdim=True)
+        self.spot_mean.copy_(mean[0].to(self.spot_mean))
+        self.spot_cov.copy_(((u - mean).T @ (u - mean) / len(u)).to(self.spot_cov))
+
+    @property
+    def spot_stats(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The training spot vectors' mean ``(k + d,)`` and covariance, or None (not kept)."""
+        return (self.spot_mean, self.spot_cov) if hasattr(self, "spot_cov") else None
+
     @property
     def stored_common(self) -> torch.Tensor | None:
         """The kept common-pattern coefficients ``(k + d + 1,)``, or None (``common_fit="mean"``)."""
@@ -284,17 +311,42 @@ class KernelHead(nn.Module):
 
     @staticmethod
     def gene_weights(
-        w: torch.Tensor, a: torch.Tensor, common: torch.Tensor | None = None, scale: float = 1.0
+        w: torch.Tensor,
+        a: torch.Tensor,
+        common: torch.Tensor | None = None,
+        scale: float = 1.0,
+        shrink: float = 0.0,
+        spot_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weights ``(Q, k + d)`` and biases ``(Q,)`` over ``u`` of ``m + scale (F - m) A^T``.
+        """Weights ``(Q, k + d)`` and biases ``(Q,)`` over ``u`` of ``m + f (F - m) A^T``.
 
         With ``F = [u, 1] w`` the support fits and ``m`` their mean, the prediction is
         ``F B`` with ``B = 1 1^T / S + (I - 1 1^T / S) A^T``: linear in ``[u, 1]``. With
         ``common`` ``(k + d + 1,)``, ``m = [u, 1] common`` instead (the rows of ``A - mean``
-        sum to zero, so ``F - m`` is unchanged by which ``m`` is used there). ``scale``: the
-        departure scale (prediction only).
+        sum to zero, so ``F - m`` is unchanged by which ``m`` is used there). ``f``: the
+        departure factor (prediction only), ``scale``, or with ``shrink > 0`` one per gene
+        (:func:`departure_factor`). It scales the departure's variation around its value at
+        the training spots' mean, so each gene keeps its level; ``spot_stats`` (the training
+        spot vectors' mean and covariance) are needed unless ``f`` is 1.
         """
         ac = (a - a.mean(1, keepdim=True)).T
         m = w.mean(1, keepdim=True) if common is None else common[:, None]
-        wb = scale * (w @ ac) + m
+        dep = w @ ac
+        if scale == 1.0 and shrink <= 0:
+            wb = dep + m
+            return wb[:-1].T, wb[-1]
+        if spot_stats is None:
+            raise InputError(
+                None,
+                "ALIGN-ST's kernel head kept no spot statistics for its departure factor",
+                "train with the departure_scale / departure_shrink you predict with",
+            )
+        mean, cov = (t.to(dep) for t in spot_stats)
+        dw = dep[:-1]
+        factor = departure_factor(
+            ((cov @ dw) * dw).sum(0), m[:-1, 0] @ cov @ m[:-1, 0], scale, shrink
+        )
+        # the departure at the training mean spot (the gene's level) stays as it is
+        level = mean @ dw
+        wb = torch.cat([dw * factor, (dep[-1] + (1.0 - factor) * level)[None]]) + m
         return wb[:-1].T, wb[-1]

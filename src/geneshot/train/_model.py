@@ -534,6 +534,7 @@ class GeneshotModel:
             model_config.setdefault("common_fit", "mean")  # runs saved before the GCV common pattern
         if spec is not None and spec.kind == "torch" and "departure_scale" in spec.defaults:
             model_config.setdefault("departure_scale", 1.0)  # runs saved before the departure scale
+            model_config.setdefault("departure_shrink", 0.0)
         try:
             self = cls(meta["model"], meta["setting"], meta["train_config"], **model_config)
             self.contract = DataContract.from_dict(meta["contract"])
