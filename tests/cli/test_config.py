@@ -94,3 +94,18 @@ def test_feature_window_options_parse():
         feature_config_from({**base, "fov_um": "224,big"})
     with pytest.raises(InputError, match="non-positive"):
         feature_config_from({**base, "context_um": "0,300"})
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "needle"),
+    [
+        ("align-st", {"departure_scale": -1}, "departure_scale"),
+        ("gene-kernel", {"departure_shrink": "big"}, "departure_shrink"),
+        ("align-st", {"common_fit": "depth"}, "common_fit"),
+    ],
+)
+def test_a_bad_model_value_is_named_with_the_file(tmp_path, model, body, needle):
+    with pytest.raises(InputError) as err:
+        validate_train_config({"model": body}, model, tmp_path / "cfg.yaml")
+    msg = str(err.value)
+    assert str(tmp_path / "cfg.yaml") in msg and needle in msg and f"model {model}" in msg

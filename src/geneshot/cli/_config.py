@@ -48,9 +48,10 @@ def validate_train_config(cfg: object, model_name: str, path: Path | None = None
     Raises
     ------
     InputError
-        Not a mapping, or a key that the schema does not know.
+        Not a mapping, a key that the schema does not know, or a model value the model
+        rejects.
     """
-    from geneshot.models import default_config
+    from geneshot.models import create_model, default_config
     from geneshot.train import TrainConfig
 
     if cfg is None:
@@ -76,6 +77,10 @@ def validate_train_config(cfg: object, model_name: str, path: Path | None = None
         where = f"`{section}:`" + (f" (model {model_name})" if section == "model" else "")
         _check_keys(path, where, body, schema[section])
         out[section] = dict(body)
+    try:  # the values too, before any data is read: the model checks its own config
+        create_model(model_name, **out["model"])
+    except InputError as err:
+        raise InputError(path, f"`model:` (model {model_name}): {err.problem}", err.fix) from None
     return out
 
 
