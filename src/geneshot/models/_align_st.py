@@ -527,7 +527,9 @@ class AlignST(GeneExpressionModule):
         a = self.kernel.mixing(genes.pooled, zq, context.pooled, zs, symbols)
         # prediction over the stored fits may read the common pattern from its own fit, and
         # scales the departure from it once the final fits are stored (training, and its
-        # validation over each epoch's fits, fit and score seen genes: factor 1)
+        # validation over each epoch's fits, fit and score seen genes: factor 1). Found in
+        # session 9 and left as measured: with common_fit="gcv" the trainer's validation runs
+        # before that fit is stored (common_w still 0), so it scores the departure alone
         common = self.kernel.stored_common if support is None else None
         final = support is None and self.kernel.final
         scale = self.kernel.departure_scale if final else 1.0
