@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from os import PathLike
 
@@ -40,3 +41,17 @@ def check_choice(field: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise InputError(None, f"unknown {field} {value!r}", f"use one of {list(choices)}")
     return value
+
+
+def check_positive(field: str, value: object, allow_zero: bool = False) -> float:
+    """``value`` as a finite number > 0 (``allow_zero``: >= 0), else an :class:`InputError`."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        kind, bound = ("non-negative", ">= 0") if allow_zero else ("positive", "> 0")
+        raise InputError(
+            None, f"{field} {value!r} is not a {kind} number", f"set {field} to a number {bound}"
+        )
+    return number

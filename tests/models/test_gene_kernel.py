@@ -171,19 +171,28 @@ def test_out_of_section_cv_shrinks_maps_that_do_not_transfer_between_sections():
         create_model("gene-kernel", cv_fits="leave-one-out")
 
 
-def test_departure_scale_multiplies_the_departure_from_the_common_pattern():
-    rng = np.random.default_rng(5)
-    slides, ys, vec, _, _ = _task(rng, smooth=True)
+def _departures(seed: int):
+    """``departure(scale, shrink)``: unseen genes' predictions minus the common pattern.
+
+    gene-kernel fitted once on a kernel-smooth task; the common pattern is the prediction of a
+    gene unlike every seen gene (no kernel weight on any).
+    """
+    slides, ys, vec, _, _ = _task(np.random.default_rng(seed), smooth=True)
     seen, unseen = np.arange(30, 150), np.arange(30)
     est = create_model("gene-kernel", n_components=D_IMG, gammas=[0.0])
     est.fit(slides[:3], [y[:, seen] for y in ys[:3]], _genes(vec[seen]))
-    # the common pattern alone: a gene unlike every seen gene (no kernel weight on any)
-    far = _genes(np.zeros((1, D_T)))
-    m = est.predict(slides[3], far)[:, :1]
-    deps = {}
-    for c in (1.0, 2.0, 3.0):
-        est.config.update(departure_scale=c, departure_shrink=0.0)
-        deps[c] = est.predict(slides[3], _genes(vec[unseen])) - m
+    m = est.predict(slides[3], _genes(np.zeros((1, D_T))))[:, :1]
+
+    def departure(scale: float, shrink: float) -> np.ndarray:
+        est.config.update(departure_scale=scale, departure_shrink=shrink)
+        return est.predict(slides[3], _genes(vec[unseen])) - m
+
+    return departure
+
+
+def test_departure_scale_multiplies_the_departure_from_the_common_pattern():
+    departure = _departures(5)
+    deps = {c: departure(c, 0.0) for c in (1.0, 2.0, 3.0)}
     spatial = deps[2.0] - deps[1.0]
     assert np.abs(spatial).mean() > 0.1  # the genes do depart from the common pattern
     assert np.allclose(deps[3.0], deps[1.0] + 2.0 * spatial, atol=1e-6)
@@ -201,16 +210,8 @@ def test_departure_scale_must_be_a_positive_number(bad):
 
 
 def test_departure_shrink_keeps_less_of_small_departures():
-    rng = np.random.default_rng(6)
-    slides, ys, vec, _, _ = _task(rng, smooth=True)
-    seen, unseen = np.arange(30, 150), np.arange(30)
-    est = create_model("gene-kernel", n_components=D_IMG, gammas=[0.0])
-    est.fit(slides[:3], [y[:, seen] for y in ys[:3]], _genes(vec[seen]))
-    m = est.predict(slides[3], _genes(np.zeros((1, D_T))))[:, :1]
-    deps = {}
-    for shrink in (0.0, 0.5):
-        est.config.update(departure_scale=2.0, departure_shrink=shrink)
-        deps[shrink] = est.predict(slides[3], _genes(vec[unseen])) - m
+    departure = _departures(6)
+    deps = {shrink: departure(2.0, shrink) for shrink in (0.0, 0.5)}
     # per gene, the shrunk departure is the same map times a factor in (0, 1) (around the
     # gene's level, which stays) ...
     deps = {k: d - d.mean(0) for k, d in deps.items()}

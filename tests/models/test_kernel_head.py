@@ -279,14 +279,19 @@ def test_gcv_common_pattern_replaces_only_the_mean_of_the_fits():
         create_model("align-st", **{**TINY["align-st"], "common_fit": "depth"})
 
 
-def test_departure_scale_scales_only_the_departure_and_only_at_prediction():
+def _support_task():
+    """Seen (context, with slots) and unseen genes, a slide, seen-gene targets, all its spots."""
     torch.manual_seed(0)
     genes = make_genes()
     seen, unseen = genes.select(range(8)), genes.select(range(8, genes.n_genes))
     seen.ids = torch.arange(8)
     slide = make_slide(2)
     y = torch.randn(slide.n_spots, 8)
-    every = torch.ones(slide.n_spots, dtype=torch.bool)
+    return seen, unseen, slide, y, torch.ones(slide.n_spots, dtype=torch.bool)
+
+
+def test_departure_scale_scales_only_the_departure_and_only_at_prediction():
+    seen, unseen, slide, y, every = _support_task()
     preds, train_preds = {}, {}
     for c in (1.0, 1.5):
         torch.manual_seed(0)  # the same weights for both scales
@@ -333,13 +338,7 @@ def test_departure_factor_is_shared_by_numpy_and_torch():
 
 
 def test_departure_shrink_waits_for_the_final_fits_and_reads_the_spots_covariance():
-    torch.manual_seed(0)
-    genes = make_genes()
-    seen, unseen = genes.select(range(8)), genes.select(range(8, genes.n_genes))
-    seen.ids = torch.arange(8)
-    slide = make_slide(2)
-    y = torch.randn(slide.n_spots, 8)
-    every = torch.ones(slide.n_spots, dtype=torch.bool)
+    seen, unseen, slide, y, every = _support_task()
     cfg = {**TINY["align-st"], **KERNEL, "n_support": 8, "departure_scale": 1.0}
     preds, epochs = {}, {}
     for shrink in (0.0, 0.3):

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geneshot.errors import InputError, check_choice
+from geneshot.errors import InputError, check_choice, check_positive
 from geneshot.models._base import GeneExpressionModule
-from geneshot.models._gene_cv import CV_FITS, check_departure_scale
+from geneshot.models._gene_cv import CV_FITS
 from geneshot.models._graph import SpotSAGE, spot_edges
 from geneshot.models._inputs import GeneInputs, SlideInputs
 from geneshot.models._kernel_head import COMMON_FITS, SUPPORT_FITS, KernelHead
@@ -353,8 +353,8 @@ class AlignST(GeneExpressionModule):
         check_choice("cv_fits", cfg["cv_fits"], CV_FITS)
         check_choice("ALIGN-ST support_fit", cfg["support_fit"], SUPPORT_FITS)
         check_choice("ALIGN-ST common_fit", cfg["common_fit"], COMMON_FITS)
-        check_departure_scale(cfg["departure_scale"])
-        check_departure_scale(cfg["departure_shrink"], "departure_shrink", zero=True)
+        check_positive("departure_scale", cfg["departure_scale"])
+        check_positive("departure_shrink", cfg["departure_shrink"], allow_zero=True)
         self.config = cfg
         d = cfg["d_model"]
         self.ndaife = NDAIFE(cfg)

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.linear_model import RidgeCV
 
 from geneshot._memo import fitted_pca
-from geneshot.errors import InputError, check_choice
+from geneshot.errors import InputError, check_choice, check_positive
 from geneshot.genes import locus_kernel
 from geneshot.models._base import Estimator
 from geneshot.models._gene_cv import (
@@ -16,7 +16,6 @@ from geneshot.models._gene_cv import (
     GAMMAS,
     LAMBDAS,
     LOCUS_WEIGHTS,
-    check_departure_scale,
     departure_factor,
     gene_cv,
     out_of_section_fits,
@@ -245,8 +244,8 @@ class GeneKernelEstimator(_PCARidge):
     ) -> None:
         super().__init__(**config)
         check_choice("cv_fits", cv_fits, CV_FITS)
-        departure_scale = check_departure_scale(departure_scale)
-        departure_shrink = check_departure_scale(departure_shrink, "departure_shrink", zero=True)
+        departure_scale = check_positive("departure_scale", departure_scale)
+        departure_shrink = check_positive("departure_shrink", departure_shrink, allow_zero=True)
         # None = the default grid, resolved at fit (create_model stores the raw config)
         self.config.update(
             lambdas=lambdas,

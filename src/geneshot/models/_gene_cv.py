@@ -9,7 +9,7 @@ The kernel between genes is ``exp(gamma (cos - 1))`` of their pooled vectors (``
 the plain cosine) plus ``w`` times their locus kernel (:func:`geneshot.genes.locus_kernel`).
 
 Both predict a gene as ``m + c * k(g, S) (K + lambda I)^-1 (F - m)``: the common pattern plus
-its departure, times the *departure scale* ``c`` (:func:`check_departure_scale`). The gene CV
+its departure, times the *departure scale* ``c``. The gene CV
 chooses the kernel and ``lambda`` on the seen genes, whose maps are mostly the common pattern
 (for them ``c = 1`` is best); the genes a zero-shot model is asked for, the most expressed, have
 maps that depart from it more, so ``c`` is chosen by nested CV over sections instead
@@ -26,8 +26,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from geneshot.errors import InputError
-
 # the CV grids: ridge strength in gene space, kernel sharpness (0 = plain cosine), and the
 # weight of the locus kernel added to the text kernel (0 = text only)
 LAMBDAS = [float(a) for a in np.logspace(-3, 2, 11)]
@@ -42,28 +40,6 @@ DEPARTURE_SCALES = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 DEPARTURE_SHRINKS = (0.0, 0.2, 0.4, 0.8)
 
 
-def check_departure_scale(
-    value: object, field: str = "departure_scale", zero: bool = False
-) -> float:
-    """``value`` as a departure scale (a finite number > 0) or, ``zero=True``, shrink (>= 0)."""
-    try:
-        c = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        c = float("nan")
-    if not np.isfinite(c) or c < 0 or (c == 0 and not zero):
-        bound = (
-            ">= 0 (0 = the same factor for every gene)"
-            if zero
-            else "> 0 (1.0 = the kernel ridge's own departure)"
-        )
-        raise InputError(
-            None,
-            f"{field} {value!r} is not a {'non-negative' if zero else 'positive'} number",
-            f"set {field} to a number {bound}",
-        )
-    return c
-
-
 def departure_factor(dep_var, common_var, scale: float, shrink: float):
     """The factor on each gene's departure: ``scale * r / (r + shrink)`` (``scale`` if ``shrink`` is 0).
 
@@ -72,7 +48,7 @@ def departure_factor(dep_var, common_var, scale: float, shrink: float):
     arrays or torch tensors alike.
     """
     if shrink <= 0:
-        return scale + 0.0 * dep_var
+        return scale
     r = (dep_var / (common_var + 1e-12)) ** 0.5
     return scale * r / (r + shrink)
 

@@ -53,14 +53,13 @@ from sklearn.linear_model import RidgeCV
 from torch import nn
 
 from geneshot._memo import memoized
-from geneshot.errors import InputError, check_choice
+from geneshot.errors import InputError, check_choice, check_positive
 from geneshot.genes import locus_kernel
 from geneshot.models._estimators import _ALPHAS
 from geneshot.models._gene_cv import (
     GAMMAS,
     LAMBDAS,
     LOCUS_WEIGHTS,
-    check_departure_scale,
     departure_factor,
     gene_cv,
     out_of_section_fits,
@@ -124,9 +123,9 @@ class KernelHead(nn.Module):
         if self.common_fit == "gcv":  # only then, so that other heads' saved runs still load
             self.register_buffer("common_w", torch.zeros(k + d + 1))
         # config values, not parameters: chosen by nested CV, never trained
-        self.departure_scale = check_departure_scale(cfg.get("departure_scale", 1.0))
-        self.departure_shrink = check_departure_scale(
-            cfg.get("departure_shrink", 0.0), "departure_shrink", zero=True
+        self.departure_scale = check_positive("departure_scale", cfg.get("departure_scale", 1.0))
+        self.departure_shrink = check_positive(
+            "departure_shrink", cfg.get("departure_shrink", 0.0), allow_zero=True
         )
         if self.departure_scale != 1.0 or self.departure_shrink > 0:
             # only then, so that runs without a departure factor still load: the training
