@@ -159,6 +159,16 @@ DEPARTURE_SCALE_CANDIDATES: dict[str, dict] = {
     for r0 in DEPARTURE_SHRINKS
     for c in DEPARTURE_SCALES
 }
+# ALIGN-ST's stored seen-gene fits (learned penalty / per-gene GCV) crossed with the departure
+# grid: the factor amplifies the fits' departures, so their smoothness may matter again
+SUPPORT_DEPARTURE_CANDIDATES: dict[str, dict] = {
+    f"{fit} fits, {name}": {
+        "model": {**cand["model"], "support_fit": fit},
+        "predict": cand["predict"],
+    }
+    for fit in ("learned", "gcv")
+    for name, cand in DEPARTURE_SCALE_CANDIDATES.items()
+}
 # SGN with and without the validation keep rule
 SGN_CANDIDATES: dict[str, dict] = {
     "sgn + keep rule": {"train": {}},
@@ -193,6 +203,7 @@ WHAT = {
     "common-fit": (COMMON_FIT_CANDIDATES, TRAINER_MODELS),
     "cv-fits": (CV_FITS_CANDIDATES, CV_FITS_MODELS),
     "departure-scale": (DEPARTURE_SCALE_CANDIDATES, CV_FITS_MODELS),
+    "support-departure": (SUPPORT_DEPARTURE_CANDIDATES, TRAINER_MODELS),
     "augment": (AUGMENT_CANDIDATES, AUGMENT_MODELS),
 }
 

@@ -363,3 +363,19 @@ def test_departure_shrink_waits_for_the_final_fits_and_reads_the_spots_covarianc
     # the spread over the training spots decides: here the prediction slide is the training one
     r = dep0.std(0) / (m[:, 0] - m[0, 0]).std()
     assert torch.allclose(kept, r / (r + 0.3), atol=1e-3)
+
+
+def test_each_epochs_validation_predicts_with_the_common_pattern_it_will_keep():
+    seen, unseen, slide, y, every = _support_task()
+    cfg = {**TINY["align-st"], **KERNEL, "n_support": 8, "common_fit": "gcv"}
+    torch.manual_seed(0)
+    model = create_model("align-st", **cfg, departure_scale=1.0, departure_shrink=0.0).eval()
+    model.set_anchor(slide.image.numpy())
+    model.fit_support([slide], [y], [every])  # an epoch's fits, for validation
+    assert model.kernel.common_w.abs().sum() > 0
+    with torch.no_grad():
+        epoch = model(slide, unseen, seen)
+    model.fit_support([slide], [y], [every], final=True)  # learned fits, factor 1: the same
+    with torch.no_grad():
+        final = model(slide, unseen, seen)
+    assert torch.allclose(epoch, final, atol=1e-5)
