@@ -4,9 +4,9 @@ Usage::
 
     python scripts/profile_fit.py --data ../shared/data/her2st --models gene-kernel align-st
 
-Trains each model zero-shot on the imaged HER2+ sections other than ``--test`` (default C2),
-with the default benchmark's features (``configs/her2st_zero_shot.yaml``) read from the
-geneshot cache, exactly as the benchmark trains it (:func:`geneshot.workflow.train_model`),
+Trains each model zero-shot on the default benchmark's sections (``configs/her2st_zero_shot.yaml``,
+resolved as the benchmark resolves it) other than ``--test`` (default C2), with its features
+read from the geneshot cache, exactly as the benchmark trains it (:func:`geneshot.workflow.train_model`),
 and prints its wall time and the ``--top`` entries of a cProfile by cumulative time. Run it
 with a warm cache: a cold one profiles the feature extraction instead.
 """
@@ -22,14 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
+from geneshot.benchmark import resolve_config
 from geneshot.cache import Cache
 from geneshot.data import TargetTransform
 from geneshot.prepare import FeatureConfig
 from geneshot.workflow import load_sections, split_and_describe, train_model
 
-SECTIONS = ["C2", "C3", "C4", "C5", "C6"]
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "her2st_zero_shot.yaml"
 
 
@@ -39,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         "--data", type=Path, default=None, help="her2st folder (default: $GENESHOT_DATA/her2st)"
     )
     ap.add_argument("--models", nargs="+", default=["gene-kernel", "align-st"])
-    ap.add_argument("--test", default="C2", choices=SECTIONS, help="the fold's held-out section")
+    ap.add_argument("--test", default="C2", help="the fold's held-out section")
     ap.add_argument("--top", type=int, default=15, help="profile lines per model")
     ap.add_argument(
         "--model-config",
@@ -51,9 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data or Path(os.environ.get("GENESHOT_DATA", "")) / "her2st"
     if not data.is_dir():
         sys.exit(f"{data}: no her2st folder; pass --data or set GENESHOT_DATA")
-    features = FeatureConfig(**yaml.safe_load(CONFIG.read_text())["features"])
+    cfg = resolve_config(CONFIG)
+    if args.test not in cfg["sections"]:
+        sys.exit(f"--test {args.test!r}: use one of {cfg['sections']}")
+    features = FeatureConfig(**cfg["features"])
     cache = Cache()
-    sections = load_sections("her2st", data, SECTIONS, features, cache=cache, progress=False)
+    sections = load_sections(
+        cfg["dataset"], data, cfg["sections"], features, cache=cache, progress=False
+    )
     train = [s for s in sections if s.name != args.test]
     split, genes = split_and_describe(train, features, cache=cache, progress=False)
     target = TargetTransform.fit([s.adata for s in train], "libsize")
