@@ -285,12 +285,14 @@ def score_fold(
     adapter: dict | None = None,
     predict: dict | None = None,
     trained: dict | None = None,
-) -> dict[str, float]:
+    per_gene: bool = False,
+) -> dict:
     """Per-section PCC@M on ``test`` of each model trained on ``train`` with ``config``.
 
     ``predict`` (``{"departure_scale": c, "departure_shrink": r0}``): set on the trained
     model before predicting;
-    ``trained`` memoises the trained models across such candidates (training ignores them).
+    ``trained`` memoises the trained models across such candidates (training ignores them);
+    ``per_gene``: also keep each model's PCC per unseen gene, under ``"<model>:genes"``.
     """
     tr = [prepared[s] for s in train]
     test_section = prepared[test]
@@ -326,10 +328,28 @@ def score_fold(
             if trained is not None:
                 trained[key] = model
         if predict:
-            set_departure(model, float(predict["departure_scale"]), float(predict["departure_shrink"]))
-        summary, *_ = evaluate(model, [test_section], genes, split.unseen)
+            set_departure(
+                model, float(predict["departure_scale"]), float(predict["departure_shrink"])
+            )
+        summary, table, *_ = evaluate(model, [test_section], genes, split.unseen)
         out[name] = float(summary["per_section"]["pcc_m"])
+        if per_gene:
+            out[f"{name}:genes"] = table["r_per_section"].dropna().to_dict()
     return out
+
+
+def loss_averse(r: dict[str, float], depth: dict[str, float]) -> tuple[float, float]:
+    """The loss-averse score of per-gene PCCs ``r`` against depth's, and the share of misses.
+
+    Score: the mean over genes of ``r`` plus the mean of ``min(r - r_depth, 0)``: a gene below
+    the depth control counts its shortfall twice (gain ``d``, loss ``2 d``), so a setting
+    cannot buy its mean with genes it drags below the common pattern. Misses: the share of
+    genes more than 0.05 below depth. Genes scored by both only.
+    """
+    common = sorted(set(r) & set(depth))
+    a = np.array([r[g] for g in common])
+    d = a - np.array([depth[g] for g in common])
+    return float(a.mean() + np.minimum(d, 0.0).mean()), float((d < -0.05).mean())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -359,6 +379,12 @@ def main(argv: list[str] | None = None) -> int:
         "--select-on",
         default=None,
         help="choose by this model's inner score alone (default: the mean of the candidates' models)",
+    )
+    ap.add_argument(
+        "--criterion",
+        choices=["mean", "loss-averse"],
+        default="mean",
+        help="what the inner folds rank by: PCC@M, or PCC@M plus the mean shortfall below the depth control (see loss_averse)",
     )
     ap.add_argument("--csv", type=Path, default=Path("choose_features.csv"))
     ap.add_argument(
@@ -391,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         extra = {k: cand_cfg.pop(k) for k in ("augment", "adapter", "predict") if k in cand_cfg}
         if "predict" in extra:
             extra["trained"] = trained
+        averse = args.criterion == "loss-averse"
+        if averse:
+            extra["per_gene"] = True
         config = FeatureConfig(**cand_cfg)
         t0 = time.perf_counter()
         prepared = {
@@ -407,7 +436,22 @@ def main(argv: list[str] | None = None) -> int:
                 folds.append((outer, outer_train, outer))  # the outer test score itself
             for o, train, test in folds:
                 k = f"{cand}|{','.join(train)}|{test}"
-                if k not in scores:
+                ref = f"depth reference|{config.to_dict()}|{','.join(train)}|{test}"
+                if averse and ref not in scores:  # the depth control beside every fold
+                    scores[ref] = score_fold(
+                        prepared,
+                        train,
+                        test,
+                        config,
+                        cache,
+                        split_memo,
+                        {"depth": "zero-shot"},
+                        per_gene=True,
+                    )
+                    args.scores.write_text(json.dumps(scores, indent=1))
+                if k not in scores or (
+                    averse and any(f"{m}:genes" not in scores[k] for m in models)
+                ):
                     t1 = time.perf_counter()
                     scores[k] = score_fold(
                         prepared,
@@ -427,16 +471,13 @@ def main(argv: list[str] | None = None) -> int:
                 fit_s[cand] += scores[k].get("seconds", np.nan)
                 for m in models:
                     v = scores[k][m]
-                    rows.append(
-                        {
-                            "candidate": cand,
-                            "outer": o,
-                            "kind": kind,
-                            "test": test,
-                            "model": m,
-                            "pcc_m": v,
-                        }
-                    )
+                    row = {"candidate": cand, "outer": o, "kind": kind, "test": test, "model": m}
+                    row.update(pcc_m=v, select=v)
+                    if averse:
+                        row["select"], row["miss"] = loss_averse(
+                            scores[k][f"{m}:genes"], scores[ref]["depth:genes"]
+                        )
+                    rows.append(row)
         seconds[cand] = time.perf_counter() - t0
         print(
             f"{cand}: {dim} dims, prepare (cache) {prep_s:.1f} s, all folds {seconds[cand]:.1f} s",
@@ -446,8 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     long = pd.DataFrame(rows)
     long.to_csv(args.csv, index=False)
 
+    # the inner folds rank by "select": PCC@M, or the loss-averse score (--criterion)
     inner = long[long.kind == "inner"].pivot_table(
-        index=["outer", "candidate"], columns="model", values="pcc_m", aggfunc="mean"
+        index=["outer", "candidate"], columns="model", values="select", aggfunc="mean"
     )
     if args.select_on and args.select_on not in models:
         sys.exit(f"--select-on {args.select_on!r}: use one of {list(models)}")
@@ -459,7 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         outer = inner[list(models)] * np.nan
     picks = {o: inner.loc[o]["select"].idxmax() for o in SECTIONS}
     print(
-        f"Nested CV over {','.join(SECTIONS)}: per-section PCC@M, 250 unseen genes, libsize targets\n"
+        f"Nested CV over {','.join(SECTIONS)}: per-section PCC@M, 250 unseen genes, libsize targets; "
+        f"inner cells: {'PCC@M' if args.criterion == 'mean' else 'the loss-averse score'}\n"
     )
     print(
         "| outer test | "
@@ -507,6 +550,17 @@ def main(argv: list[str] | None = None) -> int:
         f"inner selection score ({args.select_on or 'mean of ' + ' and '.join(models)}), mean over outer folds: "
         + ", ".join(f"{c} {inner_mean[c]:.4f}" for c in names)
     )
+    if args.criterion == "loss-averse":
+        means = long[long.kind == "inner"].groupby(["candidate", "model"])[["pcc_m", "miss"]].mean()
+        print("inner means per candidate (PCC@M, share of genes > 0.05 below depth):")
+        for c in names:
+            print(
+                f"  {c}: "
+                + ", ".join(
+                    f"{m} {means.loc[(c, m), 'pcc_m']:.4f} / {means.loc[(c, m), 'miss']:.3f}"
+                    for m in models
+                )
+            )
     print(
         f"default (most outer folds, ties by that mean): {default} ({votes[default]} of {len(SECTIONS)}): {candidates[default]}"
     )
