@@ -374,7 +374,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="choose only: do not score the outer test sections (the benchmark does that)",
     )
-    ap.add_argument("--candidates", default=None, help="comma-separated candidate names")
+    ap.add_argument(
+        "--candidates",
+        default=None,
+        help="candidate names, separated by ';' (or by ',' when no name holds a comma)",
+    )
     ap.add_argument(
         "--select-on",
         default=None,
@@ -398,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     if not data.is_dir():
         sys.exit(f"{data}: no her2st folder; pass --data or set GENESHOT_DATA")
     candidates, models = WHAT[args.what]
-    names = args.candidates.split(",") if args.candidates else list(candidates)
+    sep = ";" if args.candidates and ";" in args.candidates else ","
+    names = [n.strip() for n in args.candidates.split(sep)] if args.candidates else list(candidates)
     unknown = sorted(set(names) - set(candidates))
     if unknown:
         sys.exit(f"unknown candidates {unknown}; use {list(candidates)}")
