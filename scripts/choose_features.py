@@ -56,6 +56,7 @@ import pandas as pd
 from geneshot.cache import Cache
 from geneshot.data import TargetTransform
 from geneshot.image import StainJitter
+from geneshot.metrics import loss_averse_score, miss_share
 from geneshot.models._gene_cv import DEPARTURE_SCALES, DEPARTURE_SHRINKS
 from geneshot.prepare import FeatureConfig, prepare_sections
 from geneshot.workflow import evaluate, load_sections, split_and_describe, train_model
@@ -338,20 +339,6 @@ def score_fold(
     return out
 
 
-def loss_averse(r: dict[str, float], depth: dict[str, float]) -> tuple[float, float]:
-    """The loss-averse score of per-gene PCCs ``r`` against depth's, and the share of misses.
-
-    Score: the mean over genes of ``r`` plus the mean of ``min(r - r_depth, 0)``: a gene below
-    the depth control counts its shortfall twice (gain ``d``, loss ``2 d``), so a setting
-    cannot buy its mean with genes it drags below the common pattern. Misses: the share of
-    genes more than 0.05 below depth. Genes scored by both only.
-    """
-    common = sorted(set(r) & set(depth))
-    a = np.array([r[g] for g in common])
-    d = a - np.array([depth[g] for g in common])
-    return float(a.mean() + np.minimum(d, 0.0).mean()), float((d < -0.05).mean())
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -388,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         "--criterion",
         choices=["mean", "loss-averse"],
         default="mean",
-        help="what the inner folds rank by: PCC@M, or PCC@M plus the mean shortfall below the depth control (see loss_averse)",
+        help="what the inner folds rank by: PCC@M, or PCC@M plus the mean shortfall below the depth control (geneshot.metrics.loss_averse_score)",
     )
     ap.add_argument("--csv", type=Path, default=Path("choose_features.csv"))
     ap.add_argument(
@@ -479,9 +466,9 @@ def main(argv: list[str] | None = None) -> int:
                     row = {"candidate": cand, "outer": o, "kind": kind, "test": test, "model": m}
                     row.update(pcc_m=v, select=v)
                     if averse:
-                        row["select"], row["miss"] = loss_averse(
-                            scores[k][f"{m}:genes"], scores[ref]["depth:genes"]
-                        )
+                        genes, depth = scores[k][f"{m}:genes"], scores[ref]["depth:genes"]
+                        row["select"] = loss_averse_score(genes, depth)
+                        row["miss"] = miss_share(genes, depth)
                     rows.append(row)
         seconds[cand] = time.perf_counter() - t0
         print(

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geneshot.metrics import paired_test
+from geneshot.metrics import MISS_MARGIN, paired_test
 from geneshot.report import read_per_gene
 
 
@@ -82,7 +82,7 @@ def bins(
                 "r - r_depth": test["mean_diff"],
                 "95% CI": f"[{test['ci'][0]:.3f}, {test['ci'][1]:.3f}]",
                 "Wilcoxon p": test["p_value"],
-                "below depth by >0.05": int(((r - r0)[sel] < -0.05).sum()),
+                f"below depth by >{MISS_MARGIN}": int(((r - r0)[sel] < -MISS_MARGIN).sum()),
             }
         )
     return pd.DataFrame(table), pd.DataFrame({"departure": d, "diff": r - r0})

@@ -5,6 +5,7 @@ imports nothing from geneshot but :mod:`geneshot.errors`. See paper-notes §1.1 
 metric definitions.
 """
 
+from geneshot.metrics._control import MISS_MARGIN, loss_averse_score, miss_share
 from geneshot.metrics._correlation import (
     NAN_POLICIES,
     NanPolicy,
@@ -28,6 +29,7 @@ from geneshot.metrics._subsets import (
 
 __all__ = [
     "HPG_NOTE",
+    "MISS_MARGIN",
     "NAN_POLICIES",
     "GeneSubset",
     "NanPolicy",
@@ -35,7 +37,9 @@ __all__ = [
     "bootstrap_ci_hierarchical",
     "evaluate_predictions",
     "hpg_select",
+    "loss_averse_score",
     "mae",
+    "miss_share",
     "mse",
     "paired_test",
     "pcc_at",
