@@ -172,6 +172,12 @@ def test_outputs_exist_and_are_well_formed(first_run):
     assert "not judged" in res.verdict and "SGN" in res.verdict
     paired = pd.read_csv(out / "paired.csv")
     assert set(paired["method_b"]) == {"text-knn", "depth", "ridge"}
+    # the genes align-st drags more than 0.05 below each other method, from the per-gene table
+    d = pg["r_per_section"] - pd.read_csv(
+        out / "per_gene" / "depth__libsize__libsize.csv", index_col=0
+    )["r_per_section"].reindex(pg.index)
+    row = paired[(paired.method_b == "depth") & (paired.convention == "libsize")].iloc[0]
+    assert row["n_a_below_b"] == int((d < -0.05).sum())
 
 
 @pytest.mark.slow
@@ -457,7 +463,13 @@ def test_reference_method_needs_an_expression_reference():
     cfg = resolve_config({**TINY, "methods": {"ref-impute": {"model": "ref-impute"}}})
     assert cfg["methods"]["ref-impute"]["group"] == "reference"
     with pytest.raises(InputError, match="expression_reference"):
-        resolve_config({**TINY, "methods": {"ref-impute": {"model": "ref-impute"}}, "expression_reference": None})
+        resolve_config(
+            {
+                **TINY,
+                "methods": {"ref-impute": {"model": "ref-impute"}},
+                "expression_reference": None,
+            }
+        )
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geneshot.metrics import MISS_MARGIN, loss_averse_score, miss_share
+from geneshot.metrics import MISS_MARGIN, loss_averse_score, miss_share, n_misses
 
 
 def test_a_loss_below_the_control_counts_twice_and_a_gain_once():
@@ -28,9 +28,11 @@ def test_a_miss_is_more_than_the_margin_below():
     control = {"a": 0.3, "b": 0.3, "c": 0.3}
     r = {"a": 0.3 - MISS_MARGIN / 2, "b": 0.3 - 2 * MISS_MARGIN, "c": 0.9}
     assert miss_share(r, control) == pytest.approx(1 / 3)
+    assert n_misses(r, control) == 1
     assert miss_share(r, control, margin=0.0) == pytest.approx(2 / 3)
 
 
 def test_no_common_gene_gives_nan():
     assert np.isnan(loss_averse_score({"a": 0.1}, {"b": 0.1}))
     assert np.isnan(miss_share({"a": 0.1}, {"b": 0.1}))
+    assert n_misses({"a": 0.1}, {"b": 0.1}) == 0

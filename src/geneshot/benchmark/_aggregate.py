@@ -20,6 +20,7 @@ from geneshot.metrics import (
     bootstrap_ci,
     bootstrap_ci_hierarchical,
     hpg_select,
+    n_misses,
     paired_test,
 )
 
@@ -177,6 +178,11 @@ def aggregate(records: list[dict], cfg: dict) -> dict:
                 "p_wilcoxon": res["p_value"],
                 "p_bootstrap": res["p_value_bootstrap"],
                 "n_genes": res["n"],
+                # against depth: the genes the reference drags below the common pattern
+                "n_a_below_b": n_misses(
+                    per_gene[(ref, tk, conv)]["r_per_section"],
+                    per_gene[(m, tk, conv)]["r_per_section"],
+                ),
             }
         )
     paired = pd.DataFrame(paired_rows)

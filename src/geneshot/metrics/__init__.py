@@ -5,7 +5,7 @@ imports nothing from geneshot but :mod:`geneshot.errors`. See paper-notes §1.1 
 metric definitions.
 """
 
-from geneshot.metrics._control import MISS_MARGIN, loss_averse_score, miss_share
+from geneshot.metrics._control import MISS_MARGIN, loss_averse_score, miss_share, n_misses
 from geneshot.metrics._correlation import (
     NAN_POLICIES,
     NanPolicy,
@@ -40,6 +40,7 @@ __all__ = [
     "loss_averse_score",
     "mae",
     "miss_share",
+    "n_misses",
     "mse",
     "paired_test",
     "pcc_at",

@@ -38,11 +38,21 @@ def loss_averse_score(
     return float(a.mean() + np.minimum(a - b, 0.0).mean())
 
 
+def n_misses(
+    r: Mapping[str, float] | pd.Series,
+    control: Mapping[str, float] | pd.Series,
+    margin: float = MISS_MARGIN,
+) -> int:
+    """The number of genes (scored by both) whose PCC lies more than ``margin`` below the control's."""
+    a, b = _paired(r, control)
+    return int((a - b < -margin).sum())
+
+
 def miss_share(
     r: Mapping[str, float] | pd.Series,
     control: Mapping[str, float] | pd.Series,
     margin: float = MISS_MARGIN,
 ) -> float:
-    """The share of genes (scored by both) whose PCC lies more than ``margin`` below the control's."""
-    a, b = _paired(r, control)
-    return float((a - b < -margin).mean()) if len(a) else float("nan")
+    """:func:`n_misses` over the number of genes scored by both (NaN when there are none)."""
+    n = len(_paired(r, control)[0])
+    return n_misses(r, control, margin) / n if n else float("nan")

@@ -16,6 +16,7 @@ import pandas as pd
 
 from geneshot.cache import atomic_path, write_json_atomic
 from geneshot.errors import InputError
+from geneshot.metrics import MISS_MARGIN
 
 
 def format_table(df: pd.DataFrame, floatfmt: str = ".3f", index: bool = True) -> str:
@@ -205,6 +206,10 @@ def write_tables(agg: dict, cfg: dict, out: Path, provenance: dict) -> dict[str,
     if not agg["paired"].empty:
         lines += [
             f"## Paired tests over genes ({cfg['reference']} minus each method, per-gene r)",
+            "",
+            f"`n_a_below_b`: genes on which {cfg['reference']} lies more than "
+            f"{MISS_MARGIN} below the method (against depth: genes dragged below the common "
+            "pattern).",
             "",
             format_table(agg["paired"], floatfmt=".4g", index=False),
             "",
