@@ -29,7 +29,10 @@ its own GCV ridge (``--what common-fit``), the same way. ``--what cv-fits`` scor
 and ALIGN-ST with the gene CV reading in-sample or out-of-section fits of the seen genes.
 ``--what departure-scale`` scores both with the departure from the common pattern scaled at
 prediction (:mod:`geneshot.models._gene_cv`); the scale changes nothing in training, so each
-model is trained once per fold and predicts with every candidate. Every prepared input comes from the geneshot
+model is trained once per fold and predicts with every candidate. ``--criterion loss-averse``
+ranks the inner folds by the mean PCC plus the mean shortfall below the depth control, trained
+beside each inner fold (:func:`geneshot.metrics.loss_averse_score`: a loss below depth counts
+twice), instead of the mean PCC alone. Every prepared input comes from the geneshot
 cache and every fold's scores are kept in ``--scores`` (JSON), so a rerun only fits what
 is missing. With ``--what augment`` the candidates add training data to the frozen
 features (stain-jittered copies of the training sections; a small adapter trained on the
