@@ -342,6 +342,15 @@ def score_fold(
     return out
 
 
+def keep(scores: dict, path: Path, key: str, fold: tuple, models: dict[str, str], **kw) -> None:
+    """``scores[key]``: :func:`score_fold` of ``fold`` (its first six arguments) with ``models``
+    and the seconds it took, written to ``path`` at once (a rerun fits only what is missing)."""
+    t0 = time.perf_counter()
+    scores[key] = score_fold(*fold, models, **kw)
+    scores[key]["seconds"] = time.perf_counter() - t0
+    path.write_text(json.dumps(scores, indent=1))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -432,36 +441,14 @@ def main(argv: list[str] | None = None) -> int:
             for o, train, test in folds:
                 k = f"{cand}|{','.join(train)}|{test}"
                 ref = f"depth reference|{config.to_dict()}|{','.join(train)}|{test}"
+                fold = (prepared, train, test, config, cache, split_memo)
                 if averse and ref not in scores:  # the depth control beside every fold
-                    scores[ref] = score_fold(
-                        prepared,
-                        train,
-                        test,
-                        config,
-                        cache,
-                        split_memo,
-                        {"depth": "zero-shot"},
-                        per_gene=True,
-                    )
-                    args.scores.write_text(json.dumps(scores, indent=1))
+                    keep(scores, args.scores, ref, fold, {"depth": "zero-shot"}, per_gene=True)
                 if k not in scores or (
                     averse and any(f"{m}:genes" not in scores[k] for m in models)
                 ):
-                    t1 = time.perf_counter()
-                    scores[k] = score_fold(
-                        prepared,
-                        train,
-                        test,
-                        config,
-                        cache,
-                        split_memo,
-                        models,
-                        train_config,
-                        model_config,
-                        **extra,
-                    )
-                    scores[k]["seconds"] = time.perf_counter() - t1
-                    args.scores.write_text(json.dumps(scores, indent=1))
+                    cfgs = {"train_config": train_config, "model_config": model_config}
+                    keep(scores, args.scores, k, fold, models, **cfgs, **extra)
                 kind = "outer" if test == o else "inner"
                 fit_s[cand] += scores[k].get("seconds", np.nan)
                 for m in models:

@@ -68,6 +68,14 @@ def fit_arrays(train: list[str], test: str, data: Path) -> dict[str, np.ndarray]
     }
 
 
+def load_arrays(train: list[str], test: str, data: Path):
+    """:func:`fit_arrays` of this split, kept in the system temp folder for reruns."""
+    npz = Path(tempfile.gettempdir()) / f"geneshot_explore_{'-'.join(train)}_{test}.npz"
+    if not npz.exists():
+        np.savez(npz, **fit_arrays(train, test, data))
+    return np.load(npz)
+
+
 def unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -134,10 +142,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("../shared/data/her2st"))
     args = ap.parse_args()
     train = args.train.split(",")
-    npz = Path(tempfile.gettempdir()) / f"geneshot_explore_{'-'.join(train)}_{args.test}.npz"
-    if not npz.exists():
-        np.savez(npz, **fit_arrays(train, args.test, args.data))
-    d = np.load(npz)
+    d = load_arrays(train, args.test, args.data)
     ftr, ytr, fte, yte = d["Ftr"], d["Ytr"], d["Fte"], d["Yte"]
     seen, unseen = list(d["seen"]), list(d["unseen"])
     genes, n_seen = seen + unseen, len(seen)

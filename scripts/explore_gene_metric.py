@@ -18,12 +18,11 @@ after. An exploration: the nested CV and the benchmark decide.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from explore_gene_kernels import fit_arrays, mean_pcc, unit
+from explore_gene_kernels import load_arrays, mean_pcc, unit
 
 from geneshot.genes import locus_kernel
 from geneshot.models._gene_cv import GAMMAS, LAMBDAS, LOCUS_WEIGHTS, departure_factor, gene_cv
@@ -50,10 +49,7 @@ def main() -> None:
     ap.add_argument("--shrink", type=float, default=0.8)
     args = ap.parse_args()
     train = args.train.split(",")
-    npz = Path(tempfile.gettempdir()) / f"geneshot_explore_{'-'.join(train)}_{args.test}.npz"
-    if not npz.exists():
-        np.savez(npz, **fit_arrays(train, args.test, args.data))
-    d = np.load(npz)
+    d = load_arrays(train, args.test, args.data)
     ftr, ytr, fte, yte = (d[k].astype(np.float64) for k in ("Ftr", "Ytr", "Fte", "Yte"))
     seen, unseen = list(d["seen"]), list(d["unseen"])
     ns, top = len(seen), 400
