@@ -56,10 +56,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from geneshot._constants import Key
+from geneshot.benchmark import reference_sections
 from geneshot.cache import Cache
 from geneshot.data import TargetTransform
+from geneshot.genes import reference_from_sections
 from geneshot.image import StainJitter
+from geneshot.io import read_dataset, section_id
 from geneshot.metrics import loss_averse_score, miss_share
+from geneshot.models import MODELS as MODEL_SPECS
 from geneshot.models._gene_cv import DEPARTURE_SCALES, DEPARTURE_SHRINKS
 from geneshot.prepare import FeatureConfig, prepare_sections
 from geneshot.workflow import evaluate, load_sections, split_and_describe, train_model
@@ -152,6 +157,9 @@ CV_FITS_CANDIDATES: dict[str, dict] = {
     "out-of-section": {"model": {"cv_fits": "out-of-section"}},
 }
 CV_FITS_MODELS = {"gene-kernel": "zero-shot", "align-st": "zero-shot"}
+# the reference-assisted gene-kernel (co-expression in the fold's expression reference: every
+# section of the patients in neither the training nor the test sections, the benchmark's rule)
+REFERENCE_MODELS = {"gene-kernel+ref": "zero-shot"}
 # ... and with their departure from the common pattern scaled at prediction ("predict": set on
 # the trained model, so one training per fold serves every candidate)
 # (trained with a shrink > 0 so that ALIGN-ST keeps the spots' covariance the shrink reads)
@@ -207,6 +215,7 @@ WHAT = {
     "common-fit": (COMMON_FIT_CANDIDATES, TRAINER_MODELS),
     "cv-fits": (CV_FITS_CANDIDATES, CV_FITS_MODELS),
     "departure-scale": (DEPARTURE_SCALE_CANDIDATES, CV_FITS_MODELS),
+    "reference-departure": (DEPARTURE_SCALE_CANDIDATES, REFERENCE_MODELS),
     "support-departure": (SUPPORT_DEPARTURE_CANDIDATES, TRAINER_MODELS),
     "augment": (AUGMENT_CANDIDATES, AUGMENT_MODELS),
 }
@@ -290,13 +299,15 @@ def score_fold(
     predict: dict | None = None,
     trained: dict | None = None,
     per_gene: bool = False,
+    reference=None,
 ) -> dict:
     """Per-section PCC@M on ``test`` of each model trained on ``train`` with ``config``.
 
     ``predict`` (``{"departure_scale": c, "departure_shrink": r0}``): set on the trained
     model before predicting;
     ``trained`` memoises the trained models across such candidates (training ignores them);
-    ``per_gene``: also keep each model's PCC per unseen gene, under ``"<model>:genes"``.
+    ``per_gene``: also keep each model's PCC per unseen gene, under ``"<model>:genes"``;
+    ``reference``: the fold's expression reference, for the models that need one.
     """
     tr = [prepared[s] for s in train]
     test_section = prepared[test]
@@ -328,6 +339,7 @@ def score_fold(
                 train_config=train_config,
                 model_config=model_config,
                 cache=cache,
+                reference=reference if MODEL_SPECS[name].needs_reference else None,
             )
             if trained is not None:
                 trained[key] = model
@@ -340,6 +352,20 @@ def score_fold(
         if per_gene:
             out[f"{name}:genes"] = table["r_per_section"].dropna().to_dict()
     return out
+
+
+def fold_reference(data: Path, train: list[str], test: str, cache: Cache, memo: dict):
+    """The fold's expression reference by the benchmark's rule (``expression_reference: auto``)."""
+    if "tables" not in memo:
+        tables = read_dataset("her2st", data, None, require_image=False)
+        memo["tables"] = {section_id(a): a for a in tables}
+        memo["patients"] = {s: str(a.obs[Key.PATIENT].iloc[0]) for s, a in memo["tables"].items()}
+    names = reference_sections(memo["patients"], train, [test])
+    if tuple(names) not in memo:
+        memo[tuple(names)] = reference_from_sections(
+            [memo["tables"][n] for n in names], cache=cache
+        )
+    return memo[tuple(names)]
 
 
 def keep(scores: dict, path: Path, key: str, fold: tuple, models: dict[str, str], **kw) -> None:
@@ -413,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     fit_s: dict[str, float] = dict.fromkeys(names, 0.0)  # NaN when folds came from --scores
     split_memo: dict = {}
     trained: dict = {}  # models trained once for candidates that differ at prediction only
+    references: dict = {}  # the folds' expression references (read once)
+    needs_reference = any(MODEL_SPECS[m].needs_reference for m in models)
     rows = []
     for cand in names:
         cand_cfg = dict(candidates[cand])
@@ -448,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
                     averse and any(f"{m}:genes" not in scores[k] for m in models)
                 ):
                     cfgs = {"train_config": train_config, "model_config": model_config}
+                    if needs_reference:
+                        cfgs["reference"] = fold_reference(data, train, test, cache, references)
                     keep(scores, args.scores, k, fold, models, **cfgs, **extra)
                 kind = "outer" if test == o else "inner"
                 fit_s[cand] += scores[k].get("seconds", np.nan)

@@ -1,4 +1,4 @@
-"""`geneshot train --model ref-impute --reference REF.h5ad`, then evaluate / predict with the check."""
+"""`geneshot train --model ref-impute|gene-kernel+ref --reference REF.h5ad`, then evaluate / predict with the check."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def _data(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_evaluate_predict_with_a_reference(tmp_path):
+@pytest.mark.parametrize("model", ["ref-impute", "gene-kernel+ref"])
+def test_train_evaluate_predict_with_a_reference(tmp_path, model):
     root, ref = _data(tmp_path)
     cache, run = tmp_path / "cache", tmp_path / "run"
     common = ["--data", str(root), "--dataset", "her2st", "--cache", str(cache)]
@@ -54,7 +55,7 @@ def test_train_evaluate_predict_with_a_reference(tmp_path):
         "--setting",
         "zero-shot",
         "--model",
-        "ref-impute",
+        model,
         "--n-unseen",
         "4",
         "--seen-pool",
@@ -134,6 +135,27 @@ def test_train_evaluate_predict_with_a_reference(tmp_path):
         "reference differs",
         out=pred.parent,
     )
+    # with the run's reference, any gene it measured is predicted (here one never trained on)
+    res = invoke(
+        [
+            "predict",
+            "--run",
+            str(run),
+            *common,
+            "--sections",
+            "C4",
+            "--genes",
+            "ERBB2,COL1A1",
+            "--reference",
+            str(ref),
+            "--out",
+            str(pred),
+        ]
+    )
+    assert res.exit_code == 0, res.output
+    out_adata = ad.read_h5ad(pred)
+    assert list(out_adata.var_names) == ["ERBB2", "COL1A1"]
+    assert np.isfinite(np.asarray(out_adata.X)).all()
 
 
 def test_a_bad_reference_is_one_line(tmp_path):

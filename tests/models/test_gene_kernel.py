@@ -223,3 +223,58 @@ def test_departure_shrink_keeps_less_of_small_departures():
     assert np.corrcoef(spread, kept)[0, 1] > 0.8
     with pytest.raises(InputError, match="departure_shrink"):
         create_model("gene-kernel", departure_shrink=-0.1)
+
+
+def _grouped_task(rng, n_genes=120, n_groups=4, n_ref=300):
+    """Genes in groups share a map; the text says nothing, a reference's co-expression tells the groups."""
+    import scipy.sparse as sp
+
+    from geneshot.genes import Reference
+
+    group = np.arange(n_genes) % n_groups
+    w = rng.normal(size=(n_groups, D_IMG))[group]
+    slides = _slides(rng, 4)
+    ys = [s.image.numpy() @ w.T + 0.3 * rng.normal(size=(s.n_spots, n_genes)) for s in slides]
+    symbols = [f"GENE{i}" for i in range(n_genes)]
+    latent = rng.normal(size=(n_ref, n_groups))
+    x = 3.0 + latent[:, group] + 0.5 * rng.normal(size=(n_ref, n_genes))
+    ref = Reference(sp.csr_matrix(x.astype(np.float32)), symbols, np.array(["r"] * n_ref), "toy", "toy-ref")
+    vec = rng.normal(size=(n_genes, D_T))
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+
+    def genes(idx):
+        g = _genes(vec[idx])
+        g.symbols = [symbols[i] for i in idx]
+        return g
+
+    return slides, ys, ref, genes
+
+
+def test_reference_coexpression_carries_maps_the_text_cannot():
+    rng = np.random.default_rng(6)
+    slides, ys, ref, genes = _grouped_task(rng)
+    unseen = np.arange(0, 120, 5)
+    seen = np.setdiff1d(np.arange(120), unseen)
+    cfg = {"n_components": D_IMG, "gammas": [0.0], "departure_scale": 1.0, "departure_shrink": 0.0}
+    scores = {}
+    for name in ("gene-kernel", "gene-kernel+ref"):
+        est = create_model(name, **cfg)
+        est.fit(slides[:3], [y[:, seen] for y in ys[:3]], genes(seen), **({"reference": ref} if "ref" in name else {}))
+        scores[name] = _pcc(ys[3][:, unseen], est.predict(slides[3], genes(unseen))).mean()
+    assert est.reference_weight_ > 0  # the gene CV took the reference
+    assert {r["reference"] for r in est.cv_} >= {0.0, est.reference_weight_}
+    assert scores["gene-kernel+ref"] > 0.8 and scores["gene-kernel+ref"] > scores["gene-kernel"] + 0.3, scores
+    # a gene the reference lacks gets no co-expression: the text kernel alone speaks for it
+    g = genes(unseen[:2])
+    g.symbols = ["NOT_IN_REF", g.symbols[1]]
+    assert est.predict(slides[3], g).shape == (slides[3].n_spots, 2)
+
+
+def test_gene_kernel_ref_needs_a_reference_and_symbols():
+    rng = np.random.default_rng(7)
+    slides, ys, ref, genes = _grouped_task(rng)
+    est = create_model("gene-kernel+ref", n_components=D_IMG)
+    with pytest.raises(InputError, match="needs an expression reference"):
+        est.fit(slides[:3], ys[:3], genes(np.arange(120)))
+    with pytest.raises(InputError, match="gene symbols"):
+        est.fit(slides[:3], ys[:3], _genes(np.eye(120, D_T)), reference=ref)

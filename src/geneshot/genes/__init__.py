@@ -7,9 +7,15 @@
 - :func:`describe_with_llm` texts from any OpenAI-compatible chat endpoint (cached)
 - :func:`locus_kernel` how close two genes lie in the genome (shared arm, region, band)
 - :func:`read_reference` / :func:`reference_from_sections` an expression atlas as gene
-  knowledge; :func:`gene_axes` its low-rank summary around the seen genes
+  knowledge; :func:`gene_axes` its low-rank summary around the seen genes;
+  :func:`coexpression_vectors` its co-expression as gene vectors (a gene kernel)
 """
 
+from geneshot.genes._coexpression import (
+    N_COEXPRESSION_AXES,
+    CoexpressionVectors,
+    coexpression_vectors,
+)
 from geneshot.genes._describe import (
     STYLES,
     DescriptionReport,
@@ -32,12 +38,15 @@ from geneshot.genes._reference import (
 __all__ = [
     "GENE_PROMPT",
     "LOCUS_LEVELS",
+    "N_COEXPRESSION_AXES",
     "STYLES",
+    "CoexpressionVectors",
     "DescriptionReport",
     "GeneAxes",
     "Reference",
     "band_levels",
     "build_description",
+    "coexpression_vectors",
     "describe_genes",
     "describe_with_llm",
     "gene_axes",

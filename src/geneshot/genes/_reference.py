@@ -418,6 +418,47 @@ class GeneAxes:
         return np.asarray([pos.get(g, -1) for g in names], np.int64)
 
 
+#: the spread below which a reference gene counts as flat (log1p CP10k units): it divides
+#: z-scores, so a gene seen in one row does not get a huge one
+SD_FLOOR = 1e-3
+
+
+def seen_zscores(
+    ref: Reference, seen: Sequence[str], *, max_rows: int = 50_000, seed: int = 0
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """The reference rows used, every gene's mean and spread there, and the seen genes' z-scores.
+
+    Returns ``(X, mean, sd, seen_in, Z)``: ``X`` the rows (a seeded random subset of
+    ``max_rows`` for a larger atlas), ``mean`` and ``sd`` ``(n_genes,)`` over them, ``seen_in``
+    the seen genes the reference has (in order) and ``Z`` ``(n_rows, len(seen_in))`` their
+    z-scores (dense; the spread floored at :data:`SD_FLOOR`). The one rule behind
+    :func:`gene_axes` and :func:`geneshot.genes.coexpression_vectors`.
+
+    Raises
+    ------
+    InputError
+        The reference shares fewer than 10 of the seen genes (all, when fewer; at least 2).
+    """
+    cols = {g: i for i, g in enumerate(ref.genes)}
+    seen_in = [g for g in dict.fromkeys(seen) if g in cols]
+    if len(seen_in) < min(10, len(seen)) or len(seen_in) < 2:
+        raise InputError(
+            ref.source,
+            f"reference shares only {len(seen_in)} genes with the {len(seen)} seen genes",
+            "give a reference of the same species that measured the training genes (gene symbols)",
+        )
+    X = ref.X
+    if X.shape[0] > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(X.shape[0], max_rows, replace=False))
+        X = X[rows]
+    mean = np.asarray(X.mean(0), np.float64).ravel()
+    sq = np.asarray(X.multiply(X).mean(0), np.float64).ravel()
+    sd = np.sqrt(np.maximum(sq - mean**2, 0.0))
+    sc = np.asarray([cols[g] for g in seen_in])
+    Z = (X[:, sc].toarray().astype(np.float64) - mean[sc]) / np.maximum(sd[sc], SD_FLOOR)
+    return X, mean, sd, seen_in, Z
+
+
 def gene_axes(
     ref: Reference,
     seen: Sequence[str],
@@ -445,25 +486,9 @@ def gene_axes(
     """
     from sklearn.utils.extmath import randomized_svd
 
-    cols = {g: i for i, g in enumerate(ref.genes)}
-    seen_in = [g for g in dict.fromkeys(seen) if g in cols]
-    if len(seen_in) < min(10, len(seen)) or len(seen_in) < 2:
-        raise InputError(
-            ref.source,
-            f"reference shares only {len(seen_in)} genes with the {len(seen)} seen genes",
-            "give a reference of the same species that measured the training genes (gene symbols)",
-        )
-    X = ref.X
-    if X.shape[0] > max_rows:
-        rows = np.sort(np.random.default_rng(seed).choice(X.shape[0], max_rows, replace=False))
-        X = X[rows]
+    X, mean, sd, seen_in, Z = seen_zscores(ref, seen, max_rows=max_rows, seed=seed)
+    sd_safe = np.maximum(sd, SD_FLOOR)
     n = X.shape[0]
-    mean = np.asarray(X.mean(0), np.float64).ravel()
-    sq = np.asarray(X.multiply(X).mean(0), np.float64).ravel()
-    sd = np.sqrt(np.maximum(sq - mean**2, 0.0))
-    sd_safe = np.maximum(sd, 1e-3)
-    sc = np.asarray([cols[g] for g in seen_in])
-    Z = (X[:, sc].toarray().astype(np.float64) - mean[sc]) / sd_safe[sc]
     k = int(max(1, min(k, Z.shape[1] - 1, n - 1)))
     U, sv, Vt = randomized_svd(Z, k, random_state=seed)
     scores = U * sv  # (n, k); centred because Z is

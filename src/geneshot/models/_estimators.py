@@ -9,13 +9,14 @@ from sklearn.linear_model import RidgeCV
 
 from geneshot._memo import fitted_pca
 from geneshot.errors import InputError, check_choice, check_positive
-from geneshot.genes import locus_kernel
+from geneshot.genes import N_COEXPRESSION_AXES, Reference, coexpression_vectors, locus_kernel
 from geneshot.models._base import Estimator
 from geneshot.models._gene_cv import (
     CV_FITS,
     GAMMAS,
     LAMBDAS,
     LOCUS_WEIGHTS,
+    REFERENCE_WEIGHTS,
     departure_factor,
     gene_cv,
     out_of_section_fits,
@@ -228,6 +229,12 @@ class GeneKernelEstimator(_PCARidge):
     departure_shrink
         ``r0``: with ``r0 > 0`` the factor is ``c r / (r + r0)`` per gene, ``r`` the spread of
         its departure over the training spots against the common pattern's.
+    use_reference
+        Add the genes' co-expression in an expression reference to the kernel
+        (:func:`geneshot.genes.coexpression_vectors` on ``coexp_axes`` axes of the seen
+        genes; model ``gene-kernel+ref``): ``fit`` then needs ``reference``, and its weight
+        is chosen by the gene CV from ``reference_weights`` (0 included: a reference that
+        says nothing about the tissue is left out).
     """
 
     def __init__(
@@ -240,6 +247,9 @@ class GeneKernelEstimator(_PCARidge):
         cv_fits: str = "in-sample",
         departure_scale: float = 1.0,
         departure_shrink: float = 0.0,
+        use_reference: bool = False,
+        reference_weights: list[float] | None = None,
+        coexp_axes: int = N_COEXPRESSION_AXES,
         **config,
     ) -> None:
         super().__init__(**config)
@@ -256,16 +266,28 @@ class GeneKernelEstimator(_PCARidge):
             cv_fits=cv_fits,
             departure_scale=departure_scale,
             departure_shrink=departure_shrink,
+            use_reference=bool(use_reference),
+            reference_weights=reference_weights,
+            coexp_axes=int(coexp_axes),
         )
 
     def fit(
-        self, slides: list[SlideInputs], targets: list[np.ndarray], genes: GeneInputs
+        self,
+        slides: list[SlideInputs],
+        targets: list[np.ndarray],
+        genes: GeneInputs,
+        reference: Reference | None = None,
     ) -> GeneKernelEstimator:
-        """Fit ridge for the seen ``genes``, then choose ``lambda``/``gamma`` by gene CV."""
+        """Fit ridge for the seen ``genes``, then choose the kernel and ``lambda`` by gene CV.
+
+        ``reference`` (with ``use_reference``): the expression reference whose co-expression
+        joins the kernel; other configs ignore it.
+        """
         y = _check_targets(slides, targets, genes.n_genes)
-        self._fit_xy(slides, y)
         self.vectors_ = unit_rows(genes.pooled.detach().cpu().numpy().astype(np.float64))
         self.symbols_ = None if genes.symbols is None else list(genes.symbols)
+        coexp = self._fit_reference(reference)
+        self._fit_xy(slides, y)
         # the seen genes' locus kernel, once (zero without symbols: the text kernel alone)
         locus = (
             np.zeros((genes.n_genes, genes.n_genes))
@@ -287,9 +309,10 @@ class GeneKernelEstimator(_PCARidge):
             f = out_of_section_fits(section, rows, y.shape[1], fit_predict)
         else:
             f = self.ridge_.predict(self.pca_.transform(x[rows]))
-        self.cv_ = self._cv(f, y[rows], locus)
+        self.cv_ = self._cv(f, y[rows], locus, coexp)
         best = max(self.cv_, key=lambda r: r["score"])
         self.lambda_, self.gamma_, self.locus_weight_ = best["lambda"], best["gamma"], best["locus"]
+        self.reference_weight_ = best["reference"]
         k = self._kernel(self.vectors_, self.symbols_, locus)
         inv = np.linalg.inv(k + self.lambda_ * np.eye(len(k)))
         # the fits are linear in the PCA scores z: F = z B^T + c, so the gene-space solve is
@@ -300,31 +323,77 @@ class GeneKernelEstimator(_PCARidge):
         self.solved_icpt_ = inv @ (icpt - self.mean_icpt_)
         return self
 
-    def _cv(self, fits: np.ndarray, y: np.ndarray, locus: np.ndarray) -> list[dict]:
-        """:func:`~geneshot.models._gene_cv.gene_cv` over this estimator's grids."""
+    def _fit_reference(self, reference: Reference | None) -> np.ndarray | None:
+        """With ``use_reference``: keep the co-expression vectors; the seen genes' kernel ``(S, S)``."""
+        if not self.config.get("use_reference"):
+            return None
+        if reference is None:
+            raise InputError(
+                None,
+                "gene-kernel+ref needs an expression reference",
+                "pass --reference REF.h5ad (raw counts of other samples of the tissue)",
+            )
+        if self.symbols_ is None:
+            raise InputError(
+                None,
+                "gene-kernel+ref reads gene symbols to find genes in the reference, and got none",
+                "prepare the genes with their symbols (geneshot prepare does)",
+            )
+        self.coexp_ = coexpression_vectors(reference, self.symbols_, self.config["coexp_axes"])
+        self.coexp_seen_ = self.coexp_.lookup(self.symbols_)
+        self.reference_ = reference.describe()
+        return self.coexp_seen_ @ self.coexp_seen_.T
+
+    def _cv(
+        self, fits: np.ndarray, y: np.ndarray, locus: np.ndarray, coexp: np.ndarray | None
+    ) -> list[dict]:
+        """:func:`~geneshot.models._gene_cv.gene_cv` over this estimator's grids.
+
+        With a co-expression kernel the search runs in two stages: the text and locus grid
+        as without a reference, then the reference weights at its best ``gamma`` and locus
+        weight (every stage's rows are returned). One eigendecomposition per grid point is
+        the cost: the full product grid would take four times as long for the same choice
+        on the inner splits (BENCHMARKS.md, "Session 12").
+        """
         gammas, weights = self.config.get("gammas"), self.config.get("locus_weights")
-        return gene_cv(
-            self.vectors_,
-            locus,
-            fits,
-            y,
-            gammas=GAMMAS if gammas is None else gammas,
-            lambdas=self.config.get("lambdas") or LAMBDAS,
-            # no symbols, no locus
-            weights=[0.0] if self.symbols_ is None else (LOCUS_WEIGHTS if weights is None else weights),
-            top=int(self.config.get("cv_top") or 0),
-        )
+
+        def run(gammas: list[float], weights: list[float], ref_weights: list[float] | None):
+            return gene_cv(
+                self.vectors_,
+                locus,
+                fits,
+                y,
+                gammas=gammas,
+                lambdas=self.config.get("lambdas") or LAMBDAS,
+                weights=weights,
+                top=int(self.config.get("cv_top") or 0),
+                coexp=coexp,
+                coexp_weights=ref_weights,
+            )
+
+        # no symbols, no locus
+        weights = [0.0] if self.symbols_ is None else (LOCUS_WEIGHTS if weights is None else weights)
+        rows = run(GAMMAS if gammas is None else gammas, weights, None)
+        if coexp is None:
+            return rows
+        text = max(rows, key=lambda r: r["score"])
+        ref_weights = self.config.get("reference_weights") or REFERENCE_WEIGHTS
+        return rows + run([text["gamma"]], [text["locus"]], [w for w in ref_weights if w > 0])
 
     def _kernel(
         self, q: np.ndarray, symbols: list[str] | None, locus: np.ndarray | None = None
     ) -> np.ndarray:
-        """``K(q, S)``: the chosen text kernel plus the chosen weight of the locus kernel."""
+        """``K(q, S)``: the chosen text kernel plus the chosen weights of the locus and
+        co-expression kernels."""
         k = text_kernel(q, self.vectors_, self.gamma_)
         weight = getattr(self, "locus_weight_", 0.0)  # 0 in runs saved before the locus kernel
         if weight and symbols is not None:
             if locus is None:
                 locus = locus_kernel(symbols, self.symbols_)
             k = k + weight * locus
+        ref_weight = getattr(self, "reference_weight_", 0.0)  # 0 in runs saved before it
+        if ref_weight and symbols is not None:
+            k = k + ref_weight * (self.coexp_.lookup(list(symbols)) @ self.coexp_seen_.T)
         return k
 
     def predict(self, slide: SlideInputs, genes: GeneInputs) -> np.ndarray:

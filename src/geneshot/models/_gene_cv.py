@@ -6,7 +6,9 @@ ALIGN-ST's kernel head starts from the kernel and penalty :func:`gene_cv` choose
 initial fits, then learns from there.
 
 The kernel between genes is ``exp(gamma (cos - 1))`` of their pooled vectors (``gamma = 0``:
-the plain cosine) plus ``w`` times their locus kernel (:func:`geneshot.genes.locus_kernel`).
+the plain cosine) plus ``w`` times their locus kernel (:func:`geneshot.genes.locus_kernel`),
+plus, with an expression reference, ``w_ref`` times their co-expression there
+(:func:`geneshot.genes.coexpression_vectors`).
 
 Both predict a gene as ``m + c * k(g, S) (K + lambda I)^-1 (F - m)``: the common pattern plus
 its departure, times the *departure scale* ``c``. The gene CV
@@ -31,6 +33,9 @@ import numpy as np
 LAMBDAS = [float(a) for a in np.logspace(-3, 2, 11)]
 GAMMAS = [0.0, 5.0, 10.0, 20.0]
 LOCUS_WEIGHTS = [0.0, 0.5, 1.0]
+# ... and of the co-expression kernel from an expression reference (gene-kernel+ref; 0 = the
+# reference is not used, so a reference that says nothing about this tissue can be ignored)
+REFERENCE_WEIGHTS = [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
 # the seen genes' maps the CV reads: their fits at the spots they were fitted on, or each
 # training section predicted by fits on the others (what a model meets on a new section)
 CV_FITS = ("in-sample", "out-of-section")
@@ -93,8 +98,10 @@ def gene_cv(
     lambdas: list[float],
     weights: list[float],
     top: int = 0,
+    coexp: np.ndarray | None = None,
+    coexp_weights: list[float] | None = None,
 ) -> list[dict]:
-    """Leave-one-gene-out score of every (gamma, locus weight, lambda), closed form.
+    """Leave-one-gene-out score of every (gamma, locus weight, reference weight, lambda), closed form.
 
     Parameters
     ----------
@@ -110,12 +117,16 @@ def gene_cv(
         Score only the first ``top`` genes (callers order genes by training mean, so these are
         the most expressed, like the unseen test genes); all genes still serve as neighbours.
         ``0``: every gene.
+    coexp, coexp_weights
+        ``(S, S)`` the seen genes' co-expression kernel in a reference, and the weights of it
+        to try (default: none, weight 0).
 
     Returns
     -------
-    One dict per grid point: ``gamma``, ``locus``, ``lambda`` and ``score``, the mean PCC
-    across the spots of each left-out gene's prediction ``m + k(g, S\\g) (K + lambda I)^-1
-    (F - m)`` with its target (``m`` each spot's mean fit, the common pattern).
+    One dict per grid point: ``gamma``, ``locus``, ``reference``, ``lambda`` and ``score``,
+    the mean PCC across the spots of each left-out gene's prediction ``m + k(g, S\\g)
+    (K + lambda I)^-1 (F - m)`` with its target (``m`` each spot's mean fit, the common
+    pattern).
     """
     top = top or fits.shape[1]
     m = fits.mean(1, keepdims=True)
@@ -123,26 +134,30 @@ def gene_cv(
     yc = targets[:, :top] - targets[:, :top].mean(0)
     yn = np.linalg.norm(yc, axis=0)
     out = []
-    for gamma in gammas:
-        for weight in weights:
-            evals, evecs = np.linalg.eigh(text_kernel(vectors, vectors, gamma) + weight * locus)
-            proj = evecs.T @ fc.T  # (S, n)
-            for lam in lambdas:
-                shrink = evals / (evals + lam)
-                hat_diag = (evecs[:top] ** 2) @ shrink
-                fitted = (evecs[:top] @ (shrink[:, None] * proj)).T  # (n, top)
-                # exact leave-one-gene-out prediction of each gene's map (kernel ridge identity)
-                loo = (fitted - hat_diag * fc[:, :top]) / np.maximum(1.0 - hat_diag, 1e-9)
-                p = m + loo
-                pc = p - p.mean(0)
-                den = np.linalg.norm(pc, axis=0) * yn
-                r = np.where(den > 0, (pc * yc).sum(0) / np.where(den > 0, den, 1.0), 0.0)
-                out.append(
-                    {
-                        "gamma": float(gamma),
-                        "locus": float(weight),
-                        "lambda": float(lam),
-                        "score": float(r.mean()),
-                    }
-                )
+    grid = [(g, w, r) for g in gammas for w in weights for r in (coexp_weights or [0.0])]
+    for gamma, weight, ref_weight in grid:
+        kernel = text_kernel(vectors, vectors, gamma) + weight * locus
+        if ref_weight:
+            kernel = kernel + ref_weight * coexp
+        evals, evecs = np.linalg.eigh(kernel)
+        proj = evecs.T @ fc.T  # (S, n)
+        for lam in lambdas:
+            shrink = evals / (evals + lam)
+            hat_diag = (evecs[:top] ** 2) @ shrink
+            fitted = (evecs[:top] @ (shrink[:, None] * proj)).T  # (n, top)
+            # exact leave-one-gene-out prediction of each gene's map (kernel ridge identity)
+            loo = (fitted - hat_diag * fc[:, :top]) / np.maximum(1.0 - hat_diag, 1e-9)
+            p = m + loo
+            pc = p - p.mean(0)
+            den = np.linalg.norm(pc, axis=0) * yn
+            r = np.where(den > 0, (pc * yc).sum(0) / np.where(den > 0, den, 1.0), 0.0)
+            out.append(
+                {
+                    "gamma": float(gamma),
+                    "locus": float(weight),
+                    "reference": float(ref_weight),
+                    "lambda": float(lam),
+                    "score": float(r.mean()),
+                }
+            )
     return out

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from geneshot.errors import InputError
+from geneshot.genes import N_COEXPRESSION_AXES
 from geneshot.models._align_st import ALIGN_ST_DEFAULTS, AlignST
 from geneshot.models._base import Estimator, GeneExpressionModule
 from geneshot.models._estimators import (
@@ -71,6 +72,16 @@ _PAPER = {
     **dict.fromkeys(("use_ndaife", "use_text_prompts", "use_visual_prompts", "use_asig", "use_spot_graph"), True),
 }
 _ESTIMATOR_DEFAULTS = {"n_components": 256, "alphas": None, "use_nuclei": False}
+# gene-kernel's gene CV (grids None = models._gene_cv's), shared with gene-kernel+ref
+_GENE_KERNEL_DEFAULTS = {
+    **_ESTIMATOR_DEFAULTS,
+    "lambdas": None,
+    "gammas": None,
+    "locus_weights": None,
+    "cv_spots": 600,
+    "cv_top": 400,
+    "cv_fits": "in-sample",
+}
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -149,13 +160,7 @@ MODELS: dict[str, ModelSpec] = {
             "estimator",
             GeneKernelEstimator,
             {
-                **_ESTIMATOR_DEFAULTS,
-                "lambdas": None,
-                "gammas": None,
-                "locus_weights": None,
-                "cv_spots": 600,
-                "cv_top": 400,
-                "cv_fits": "in-sample",
+                **_GENE_KERNEL_DEFAULTS,
                 # (8, 3.2) won 5 of 5 outer folds of the nested CV under the loss-averse
                 # criterion (session 11; loss-averse 0.1839 -> 0.1932, PCC@M 0.2124 -> 0.2086,
                 # genes > 0.05 below depth 16.1 % -> 8.5 %; choose_features.py --what
@@ -166,6 +171,23 @@ MODELS: dict[str, ModelSpec] = {
             "Zero-shot baseline: ridge on seen genes, carried to any gene by kernel ridge over the gene encoder's pooled-vector cosine plus the genes' locus kernel (weights and lambda by gene CV; departure from the common pattern scaled by nested CV)",
             zero_shot=True,
             supervised=False,
+        ),
+        ModelSpec(
+            "gene-kernel+ref",
+            "estimator",
+            GeneKernelEstimator,
+            {
+                **_GENE_KERNEL_DEFAULTS,
+                "use_reference": True,
+                "reference_weights": None,
+                "coexp_axes": N_COEXPRESSION_AXES,
+                "departure_scale": 1.0,
+                "departure_shrink": 0.0,
+            },
+            "Reference-assisted zero-shot: gene-kernel whose kernel also holds the genes' co-expression in an expression reference (its weight by gene CV, 0 included)",
+            zero_shot=True,
+            supervised=False,
+            needs_reference=True,
         ),
         ModelSpec(
             "ref-impute",
