@@ -115,43 +115,14 @@ def test_train_evaluate_predict_with_a_reference(tmp_path, model):
         out=out2.parent,
     )
     pred = tmp_path / "p" / "pred.h5ad"
-    assert_clean_failure(
-        invoke(
-            [
-                "predict",
-                "--run",
-                str(run),
-                *common,
-                "--sections",
-                "C4",
-                "--genes",
-                "ERBB2",
-                "--reference",
-                str(other),
-                "--out",
-                str(pred),
-            ]
-        ),
-        "reference differs",
-        out=pred.parent,
-    )
+
+    def predict(genes: str, reference):
+        args = ["predict", "--run", str(run), *common, "--sections", "C4", "--genes", genes]
+        return invoke([*args, "--reference", str(reference), "--out", str(pred)])
+
+    assert_clean_failure(predict("ERBB2", other), "reference differs", out=pred.parent)
     # with the run's reference, any gene it measured is predicted (here one never trained on)
-    res = invoke(
-        [
-            "predict",
-            "--run",
-            str(run),
-            *common,
-            "--sections",
-            "C4",
-            "--genes",
-            "ERBB2,COL1A1",
-            "--reference",
-            str(ref),
-            "--out",
-            str(pred),
-        ]
-    )
+    res = predict("ERBB2,COL1A1", ref)
     assert res.exit_code == 0, res.output
     out_adata = ad.read_h5ad(pred)
     assert list(out_adata.var_names) == ["ERBB2", "COL1A1"]

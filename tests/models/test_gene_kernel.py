@@ -264,10 +264,14 @@ def test_reference_coexpression_carries_maps_the_text_cannot():
     assert est.reference_weight_ > 0  # the gene CV took the reference
     assert {r["reference"] for r in est.cv_} >= {0.0, est.reference_weight_}
     assert scores["gene-kernel+ref"] > 0.8 and scores["gene-kernel+ref"] > scores["gene-kernel"] + 0.3, scores
-    # a gene the reference lacks gets no co-expression: the text kernel alone speaks for it
-    g = genes(unseen[:2])
-    g.symbols = ["NOT_IN_REF", g.symbols[1]]
-    assert est.predict(slides[3], g).shape == (slides[3].n_spots, 2)
+    # levels: a gene the model did not train on takes the reference's (about 3 here), a seen
+    # gene keeps its own training level (about 0), and a gene the reference lacks the kernel's
+    g = genes(np.r_[unseen[:2], seen[:1]])
+    g.symbols = ["NOT_IN_REF", *g.symbols[1:]]
+    pred = est.predict(slides[3], g)
+    assert pred.shape == (slides[3].n_spots, 3)
+    assert abs(pred[:, 1].mean() - 3.0) < 0.3 and abs(pred[:, 2].mean()) < 0.5
+    assert abs(pred[:, 0].mean()) < 0.5, pred.mean(0)
 
 
 def test_gene_kernel_ref_needs_a_reference_and_symbols():

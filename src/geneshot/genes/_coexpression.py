@@ -8,7 +8,8 @@ the seen genes' z-scores over the reference rows and ``U`` its top ``k`` left si
 vectors, every reference gene ``g`` gets ``v_g = U^T z_g / sqrt(n)``, so that ``v_g . v_h`` is
 the part of the correlation of ``g`` and ``h`` that the seen genes' main axes carry
 (``|v_g| <= 1``; 1 for a gene the axes explain fully). A gene the reference lacks gets the
-zero vector: 0 to every gene, so it falls back on the other gene knowledge.
+zero vector: 0 to every gene, so it falls back on the other gene knowledge. Each gene's level
+in the reference (its mean log1p CP10k over the rows, the targets' unit) comes with it.
 
 The vectors are computed from the reference and the seen genes only (never from an unseen
 gene's expression in the training or test sections), as :func:`geneshot.genes.gene_axes`.
@@ -38,16 +39,23 @@ class CoexpressionVectors:
         Reference gene symbols, the rows of ``vectors``.
     vectors
         ``(n_genes, k)`` float32.
+    level
+        ``(n_genes,)`` float32: each gene's mean over the reference rows (log1p CP10k).
     """
 
     genes: list[str]
     vectors: np.ndarray
+    level: np.ndarray
+
+    def rows(self, names: Sequence[str]) -> np.ndarray:
+        """Row of each name in :attr:`genes` (-1 when the reference lacks it)."""
+        pos = {g: i for i, g in enumerate(self.genes)}
+        return np.asarray([pos.get(g, -1) for g in names], np.int64)
 
     def lookup(self, names: Sequence[str]) -> np.ndarray:
         """``(len(names), k)`` vectors of ``names``; zeros for genes the reference lacks."""
-        pos = {g: i for i, g in enumerate(self.genes)}
         out = np.zeros((len(names), self.vectors.shape[1]), np.float64)
-        idx = np.asarray([pos.get(g, -1) for g in names], np.int64)
+        idx = self.rows(names)
         found = idx >= 0
         out[found] = self.vectors[idx[found]]
         return out
@@ -84,14 +92,14 @@ def coexpression_vectors(
     def compute() -> CoexpressionVectors:
         from sklearn.utils.extmath import randomized_svd
 
-        X, _, sd, _, Z = seen_zscores(ref, seen, max_rows=max_rows, seed=seed)
+        X, mean, sd, _, Z = seen_zscores(ref, seen, max_rows=max_rows, seed=seed)
         n = X.shape[0]
         kk = int(max(1, min(k, Z.shape[1] - 1, n - 1)))
         U, _, _ = randomized_svd(Z, kk, random_state=seed)
         # U's columns are centred (Z is), so X's column means drop out of U^T z_g
         v = np.asarray(X.T @ U, np.float64) / (np.maximum(sd, SD_FLOOR)[:, None] * np.sqrt(n))
         v[sd < SD_FLOOR] = 0.0  # a gene flat over the rows says nothing about co-expression
-        return CoexpressionVectors(list(ref.genes), v.astype(np.float32))
+        return CoexpressionVectors(list(ref.genes), v.astype(np.float32), mean.astype(np.float32))
 
     key = (ref.digest, tuple(str(g) for g in seen), int(k), int(max_rows), int(seed))
     return memoized("coexpression-vectors", key, compute, maxsize=2)

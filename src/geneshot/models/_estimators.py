@@ -234,7 +234,9 @@ class GeneKernelEstimator(_PCARidge):
         (:func:`geneshot.genes.coexpression_vectors` on ``coexp_axes`` axes of the seen
         genes; model ``gene-kernel+ref``): ``fit`` then needs ``reference``, and its weight
         is chosen by the gene CV from ``reference_weights`` (0 included: a reference that
-        says nothing about the tissue is left out).
+        says nothing about the tissue is left out). A gene that is not a seen gene and that
+        the reference measured takes its level from the reference (its mean log1p CP10k
+        there), not from the kernel over the seen genes' levels, which are lower.
     """
 
     def __init__(
@@ -416,4 +418,12 @@ class GeneKernelEstimator(_PCARidge):
             self.config.get("departure_shrink", 0.0),
         )
         # the scores are centred on the training spots: the factor leaves each gene's level
-        return m[:, None] + factor * (z @ dep.T) + kq @ self.solved_icpt_
+        pred = m[:, None] + factor * (z @ dep.T) + kq @ self.solved_icpt_
+        if getattr(self, "coexp_", None) is None or genes.symbols is None:
+            return pred
+        # genes the reference measured that are not seen genes: the reference's level instead
+        # of the kernel's (the level at the training spots' mean is mean_icpt + kq . icpt)
+        rows = self.coexp_.rows(list(genes.symbols))
+        other = (rows >= 0) & ~np.isin(list(genes.symbols), self.symbols_)
+        kernel_level = self.mean_icpt_ + kq @ self.solved_icpt_
+        return pred + np.where(other, self.coexp_.level[np.maximum(rows, 0)] - kernel_level, 0.0)
