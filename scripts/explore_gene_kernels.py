@@ -135,12 +135,17 @@ def position_kernel(prefixes: list[tuple[str, ...]], levels: dict[int, float]) -
     return k / d[:, None] / d[None, :]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("train")
-    ap.add_argument("test")
+def split_parser(doc: str) -> argparse.ArgumentParser:
+    """The exploration scripts' arguments: an inner split's training sections and test section."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("train", help="training sections, comma-separated (e.g. C3,C4,C5)")
+    ap.add_argument("test", help="the held-out section, inside the same outer fold's training sections")
     ap.add_argument("--data", type=Path, default=Path("../shared/data/her2st"))
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = split_parser(__doc__).parse_args()
     train = args.train.split(",")
     d = load_arrays(train, args.test, args.data)
     ftr, ytr, fte, yte = d["Ftr"], d["Ytr"], d["Fte"], d["Yte"]

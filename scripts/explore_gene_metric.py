@@ -17,12 +17,9 @@ after. An exploration: the nested CV and the benchmark decide.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import torch
-from explore_gene_kernels import load_arrays, mean_pcc, unit
+from explore_gene_kernels import load_arrays, mean_pcc, split_parser, unit
 
 from geneshot.genes import locus_kernel
 from geneshot.models._gene_cv import GAMMAS, LAMBDAS, LOCUS_WEIGHTS, departure_factor, gene_cv
@@ -37,10 +34,7 @@ def loo_departures(k: torch.Tensor, lam: float, fc: torch.Tensor, top: int) -> t
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("train")
-    ap.add_argument("test")
-    ap.add_argument("--data", type=Path, default=Path("../shared/data/her2st"))
+    ap = split_parser(__doc__)
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--lr", type=float, default=0.02)

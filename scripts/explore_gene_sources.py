@@ -25,14 +25,13 @@ the benchmark decide.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sqlite3
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from explore_gene_kernels import load_arrays, mean_pcc, unit
+from explore_gene_kernels import load_arrays, mean_pcc, split_parser, unit
 
 from geneshot.genes import (
     coexpression_vectors,
@@ -143,10 +142,7 @@ def org_kernels(org: Path, genes: list[str]) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("train")
-    ap.add_argument("test")
-    ap.add_argument("--data", type=Path, default=Path("../shared/data/her2st"))
+    ap = split_parser(__doc__)
     ap.add_argument("--org", type=Path, default=None, help="org.Hs.eg.sqlite (optional)")
     args = ap.parse_args()
     sp = Split(args.train, args.test, args.data)

@@ -16,11 +16,8 @@ outer fold's training sections: it informs what to build; the benchmark measures
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
-from explore_gene_kernels import FEATURES, mean_pcc
+from explore_gene_kernels import FEATURES, mean_pcc, split_parser
 
 from geneshot.cache import Cache
 from geneshot.data import TargetTransform
@@ -32,10 +29,7 @@ from geneshot.workflow import load_sections, split_and_describe, train_model
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("train")
-    ap.add_argument("test")
-    ap.add_argument("--data", type=Path, default=Path("../shared/data/her2st"))
+    ap = split_parser(__doc__)
     args = ap.parse_args()
     train_names = args.train.split(",")
     tables = read_dataset("her2st", args.data, None, require_image=False)
