@@ -56,13 +56,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geneshot._constants import Key
-from geneshot.benchmark import reference_sections
+from geneshot.benchmark._fold import RunState, fold_reference
 from geneshot.cache import Cache
 from geneshot.data import TargetTransform
-from geneshot.genes import reference_from_sections
 from geneshot.image import StainJitter
-from geneshot.io import read_dataset, section_id
 from geneshot.metrics import loss_averse_score, miss_share
 from geneshot.models import MODELS as MODEL_SPECS
 from geneshot.models._gene_cv import DEPARTURE_SCALES, DEPARTURE_SHRINKS
@@ -354,20 +351,6 @@ def score_fold(
     return out
 
 
-def fold_reference(data: Path, train: list[str], test: str, cache: Cache, memo: dict):
-    """The fold's expression reference by the benchmark's rule (``expression_reference: auto``)."""
-    if "tables" not in memo:
-        tables = read_dataset("her2st", data, None, require_image=False)
-        memo["tables"] = {section_id(a): a for a in tables}
-        memo["patients"] = {s: str(a.obs[Key.PATIENT].iloc[0]) for s, a in memo["tables"].items()}
-    names = reference_sections(memo["patients"], train, [test])
-    if tuple(names) not in memo:
-        memo[tuple(names)] = reference_from_sections(
-            [memo["tables"][n] for n in names], cache=cache
-        )
-    return memo[tuple(names)]
-
-
 def keep(scores: dict, path: Path, key: str, fold: tuple, models: dict[str, str], **kw) -> None:
     """``scores[key]``: :func:`score_fold` of ``fold`` (its first six arguments) with ``models``
     and the seconds it took, written to ``path`` at once (a rerun fits only what is missing)."""
@@ -402,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--candidates",
         default=None,
-        help="candidate names, separated by ';' (or by ',' when no name holds a comma)",
+        help="candidate names, separated by ';' (or by ',' when no name holds a comma; one name with a comma: end it with ';')",
     )
     ap.add_argument(
         "--select-on",
@@ -428,7 +411,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{data}: no her2st folder; pass --data or set GENESHOT_DATA")
     candidates, models = WHAT[args.what]
     sep = ";" if args.candidates and ";" in args.candidates else ","
-    names = [n.strip() for n in args.candidates.split(sep)] if args.candidates else list(candidates)
+    names = (
+        [n.strip() for n in args.candidates.split(sep) if n.strip()]
+        if args.candidates
+        else list(candidates)
+    )
     unknown = sorted(set(names) - set(candidates))
     if unknown:
         sys.exit(f"unknown candidates {unknown}; use {list(candidates)}")
@@ -439,7 +426,14 @@ def main(argv: list[str] | None = None) -> int:
     fit_s: dict[str, float] = dict.fromkeys(names, 0.0)  # NaN when folds came from --scores
     split_memo: dict = {}
     trained: dict = {}  # models trained once for candidates that differ at prediction only
-    references: dict = {}  # the folds' expression references (read once)
+    # the folds' expression references, by the benchmark's rule (expression_reference: auto)
+    references = RunState(
+        cfg={"dataset": "her2st", "expression_reference": "auto"},
+        out=Path("."),
+        cache=cache,
+        progress=False,
+        data_dir=data,
+    )
     needs_reference = any(MODEL_SPECS[m].needs_reference for m in models)
     rows = []
     for cand in names:
@@ -477,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
                 ):
                     cfgs = {"train_config": train_config, "model_config": model_config}
                     if needs_reference:
-                        cfgs["reference"] = fold_reference(data, train, test, cache, references)
+                        cfgs["reference"] = fold_reference(references, train, [test])[0]
                     keep(scores, args.scores, k, fold, models, **cfgs, **extra)
                 kind = "outer" if test == o else "inner"
                 fit_s[cand] += scores[k].get("seconds", np.nan)

@@ -27,6 +27,7 @@ import numpy as np
 
 from geneshot.encoders.gene import gene_terms
 from geneshot.genes import load_knowledge, resolve_symbol
+from geneshot.models._gene_cv import loo_scores
 
 FEATURES = {
     "image_encoder": "effnet-lite1",
@@ -135,6 +136,17 @@ def position_kernel(prefixes: list[tuple[str, ...]], levels: dict[int, float]) -
     return k / d[:, None] / d[None, :]
 
 
+def split_reference(train: list[str], test: str, data: Path):
+    """The split's expression reference by the benchmark's rule (``expression_reference: auto``):
+    every section of the patients in neither ``train`` nor ``test`` (for C sections: A, B, D-H)."""
+    from geneshot.benchmark._fold import RunState, fold_reference
+    from geneshot.cache import Cache
+
+    cfg = {"dataset": "her2st", "expression_reference": "auto"}
+    state = RunState(cfg=cfg, out=Path("."), cache=Cache(), progress=False, data_dir=data)
+    return fold_reference(state, list(train), [test])[0]
+
+
 def split_parser(doc: str) -> argparse.ArgumentParser:
     """The exploration scripts' arguments: an inner split's training sections and test section."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -162,25 +174,12 @@ def main() -> None:
         return np.exp(gamma * (k - 1)) if gamma else k
 
     def score(k, lambdas=(0.01, 0.03, 0.1, 0.3, 1, 3, 10)):
-        """(CV score, its lambda, test PCC@M at that lambda): exact leave-one-gene-out CV."""
+        """(CV score, its lambda, test PCC@M at that lambda): the gene CV's exact leave-one-out."""
         kss, kus = k[:n_seen, :n_seen], k[n_seen:, :n_seen]
-        f = ftr[rows]
-        m = f.mean(1, keepdims=True)
-        fc, top = f - m, 400
-        ev, evec = np.linalg.eigh(kss)
-        proj = evec.T @ fc.T
-        best = None
-        for lam in lambdas:
-            sh = ev / (ev + lam)
-            hd = (evec[:top] ** 2) @ sh
-            fitted = (evec[:top] @ (sh[:, None] * proj)).T
-            loo = (fitted - hd * fc[:, :top]) / np.maximum(1 - hd, 1e-9)
-            cv = mean_pcc(ytr[rows][:, :top], m + loo)
-            mt = fte.mean(1, keepdims=True)
-            test = mean_pcc(yte, mt + (fte - mt) @ np.linalg.solve(kss + lam * np.eye(n_seen), kus.T))
-            if best is None or cv > best[0]:
-                best = (cv, lam, test)
-        return best
+        lam, cv = max(loo_scores(kss, ftr[rows], ytr[rows], list(lambdas), 400), key=lambda t: t[1])
+        mt = fte.mean(1, keepdims=True)
+        test = mean_pcc(yte, mt + (fte - mt) @ np.linalg.solve(kss + lam * np.eye(n_seen), kus.T))
+        return cv, lam, test
 
     print("depth", round(mean_pcc(yte, np.repeat(fte.mean(1, keepdims=True), yte.shape[1], 1)), 4))
     text = sharp(k_text, 5)

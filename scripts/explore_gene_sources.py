@@ -31,16 +31,14 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from explore_gene_kernels import load_arrays, mean_pcc, split_parser, unit
+from explore_gene_kernels import load_arrays, mean_pcc, split_parser, split_reference, unit
 
 from geneshot.genes import (
     coexpression_vectors,
     locus_kernel,
-    reference_from_sections,
     resolve_symbol,
 )
-from geneshot.io import read_dataset, section_id
-from geneshot.models._gene_cv import departure_factor
+from geneshot.models._gene_cv import departure_factor, loo_scores
 
 
 class Split:
@@ -61,21 +59,11 @@ class Split:
 
     def solve(self, k: np.ndarray, lambdas=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0)):
         """(CV score, lambda, kernel-ridge weights ``(S, U)``) at the gene CV's lambda."""
-        ns, top = self.ns, 400
-        f = self.ftr[self.rows]
-        m = f.mean(1, keepdims=True)
-        ev, evec = np.linalg.eigh(k[:ns, :ns])
-        proj = evec.T @ (f - m).T
-        best = (-np.inf, None)
-        for lam in lambdas:
-            sh = ev / (ev + lam)
-            hd = (evec[:top] ** 2) @ sh
-            fitted = (evec[:top] @ (sh[:, None] * proj)).T
-            loo = (fitted - hd * (f - m)[:, :top]) / np.maximum(1 - hd, 1e-9)
-            cv = mean_pcc(self.ytr[self.rows][:, :top], m + loo)
-            best = max(best, (cv, lam), key=lambda b: b[0])
-        a = np.linalg.solve(k[:ns, :ns] + best[1] * np.eye(ns), k[ns:, :ns].T)
-        return best[0], best[1], a
+        ns = self.ns
+        cv = loo_scores(k[:ns, :ns], self.ftr[self.rows], self.ytr[self.rows], list(lambdas), 400)
+        lam, score = max(cv, key=lambda t: t[1])
+        a = np.linalg.solve(k[:ns, :ns] + lam * np.eye(ns), k[ns:, :ns].T)
+        return score, lam, a
 
     def test(self, a: np.ndarray, train_dep=None, test_dep=None) -> tuple[float, float]:
         """Unseen PCC@M with no departure factor and with gene-kernel's (8, 3.2)."""
@@ -155,8 +143,7 @@ def main() -> None:
             sp.report(name, sp.base + k)
 
     # co-expression in the other patients' count tables (no section of patient C)
-    tables = read_dataset("her2st", args.data, None, require_image=False)
-    ref = reference_from_sections([a for a in tables if not section_id(a).startswith("C")])
+    ref = split_reference(args.train.split(","), args.test, args.data)
     pos = {g: i for i, g in enumerate(ref.genes)}
     x = np.zeros((ref.n_obs, len(sp.genes)))
     have = [j for j, g in enumerate(sp.genes) if g in pos]

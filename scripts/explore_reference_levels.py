@@ -17,12 +17,10 @@ outer fold's training sections: it informs what to build; the benchmark measures
 from __future__ import annotations
 
 import numpy as np
-from explore_gene_kernels import FEATURES, mean_pcc, split_parser
+from explore_gene_kernels import FEATURES, mean_pcc, split_parser, split_reference
 
 from geneshot.cache import Cache
 from geneshot.data import TargetTransform
-from geneshot.genes import reference_from_sections
-from geneshot.io import read_dataset, section_id
 from geneshot.models._gene_cv import unit_rows
 from geneshot.prepare import FeatureConfig
 from geneshot.workflow import load_sections, split_and_describe, train_model
@@ -32,8 +30,7 @@ def main() -> None:
     ap = split_parser(__doc__)
     args = ap.parse_args()
     train_names = args.train.split(",")
-    tables = read_dataset("her2st", args.data, None, require_image=False)
-    ref = reference_from_sections([a for a in tables if not section_id(a).startswith("C")])
+    ref = split_reference(train_names, args.test, args.data)
     cfg, cache = FeatureConfig(**FEATURES), Cache()
     sections = load_sections(
         "her2st", args.data, [*train_names, args.test], cfg, cache=cache, progress=False

@@ -9,7 +9,7 @@ the result of :func:`run_benchmark` as data::
 
 from geneshot.benchmark._aggregate import aggregate
 from geneshot.benchmark._config import DEFAULT_CONFIG, resolve_config
-from geneshot.benchmark._fold import code_hash, reference_sections, run_key
+from geneshot.benchmark._fold import code_hash, run_key
 from geneshot.benchmark._plan import FoldPlan, plan_folds, section_split
 from geneshot.benchmark._runner import BenchmarkResult, run_benchmark
 from geneshot.benchmark._verdict import verdict
@@ -21,7 +21,6 @@ __all__ = [
     "aggregate",
     "code_hash",
     "plan_folds",
-    "reference_sections",
     "resolve_config",
     "run_benchmark",
     "run_key",

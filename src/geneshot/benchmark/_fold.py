@@ -98,6 +98,7 @@ class RunState:
     maps: list[dict] = field(default_factory=list)
     patients: dict[str, str] | None = None  # every section of the dataset -> its patient
     sections: dict = field(default_factory=dict)  # count tables read for references, by id
+    last_reference: tuple | None = None  # (key, Reference) of the last fold (_last_reference)
 
 
 def reference_sections(patients: dict[str, str], train: list[str], test: list[str]) -> list[str]:
@@ -110,6 +111,17 @@ def reference_sections(patients: dict[str, str], train: list[str], test: list[st
     return sorted(s for s, p in patients.items() if p not in used)
 
 
+def _last_reference(state: RunState, key, build):
+    """``build()``, or the reference the previous fold built for the same ``key``.
+
+    Consecutive folds with one reference (a file, or the same excluded patients: all five
+    her2st folds) read it once; only the last is kept, since an atlas can be large.
+    """
+    if state.last_reference is None or state.last_reference[0] != key:
+        state.last_reference = (key, build())
+    return state.last_reference[1]
+
+
 def fold_reference(state: RunState, train: list[str], test: list[str]):
     """The fold's expression reference and its record (``(None, None)`` when off)."""
     from geneshot.genes import read_reference, reference_from_sections
@@ -119,7 +131,7 @@ def fold_reference(state: RunState, train: list[str], test: list[str]):
     if not value:
         return None, None
     if value != "auto":
-        ref = read_reference(Path(value), cache=state.cache)
+        ref = _last_reference(state, value, lambda: read_reference(Path(value), cache=state.cache))
         overlap = sorted({str(x) for x in ref.samples} & set(train + test))
         if overlap:
             raise InputError(
@@ -139,7 +151,11 @@ def fold_reference(state: RunState, train: list[str], test: list[str]):
             "no section of another patient is left for the reference",
             "set expression_reference to a .h5ad of other samples, or null",
         )
-    ref = reference_from_sections([state.sections[n] for n in names], cache=state.cache)
+    ref = _last_reference(
+        state,
+        names,
+        lambda: reference_from_sections([state.sections[n] for n in names], cache=state.cache),
+    )
     return ref, {
         "kind": "auto",
         "sections": names,

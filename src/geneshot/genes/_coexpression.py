@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geneshot._memo import memoized
-from geneshot.genes._reference import SD_FLOOR, Reference, seen_zscores
+from geneshot.genes._reference import SD_FLOOR, Reference, gene_positions, seen_zscores
 
 #: axes kept: on two inner splits 64 scored as the exact correlation (BENCHMARKS.md)
 N_COEXPRESSION_AXES = 64
@@ -49,8 +49,7 @@ class CoexpressionVectors:
 
     def rows(self, names: Sequence[str]) -> np.ndarray:
         """Row of each name in :attr:`genes` (-1 when the reference lacks it)."""
-        pos = {g: i for i, g in enumerate(self.genes)}
-        return np.asarray([pos.get(g, -1) for g in names], np.int64)
+        return gene_positions(self.genes, names)
 
     def lookup(self, names: Sequence[str]) -> np.ndarray:
         """``(len(names), k)`` vectors of ``names``; zeros for genes the reference lacks."""

@@ -414,8 +414,13 @@ class GeneAxes:
 
     def columns(self, names: Sequence[str]) -> np.ndarray:
         """Column of each name in ``genes`` (-1 when the reference lacks it)."""
-        pos = {g: i for i, g in enumerate(self.genes)}
-        return np.asarray([pos.get(g, -1) for g in names], np.int64)
+        return gene_positions(self.genes, names)
+
+
+def gene_positions(genes: Sequence[str], names: Sequence[str]) -> np.ndarray:
+    """Position of each of ``names`` in ``genes`` (-1 for a name not there), ``int64``."""
+    pos = {g: i for i, g in enumerate(genes)}
+    return np.asarray([pos.get(g, -1) for g in names], np.int64)
 
 
 #: the spread below which a reference gene counts as flat (log1p CP10k units): it divides

@@ -315,7 +315,7 @@ class GeneKernelEstimator(_PCARidge):
         best = max(self.cv_, key=lambda r: r["score"])
         self.lambda_, self.gamma_, self.locus_weight_ = best["lambda"], best["gamma"], best["locus"]
         self.reference_weight_ = best["reference"]
-        k = self._kernel(self.vectors_, self.symbols_, locus)
+        k = self._kernel(self.vectors_, self.symbols_, locus, coexp)
         inv = np.linalg.inv(k + self.lambda_ * np.eye(len(k)))
         # the fits are linear in the PCA scores z: F = z B^T + c, so the gene-space solve is
         # folded into the coefficients once: (K + lambda I)^-1 (F - m) = z G^T + g0
@@ -343,7 +343,6 @@ class GeneKernelEstimator(_PCARidge):
             )
         self.coexp_ = coexpression_vectors(reference, self.symbols_, self.config["coexp_axes"])
         self.coexp_seen_ = self.coexp_.lookup(self.symbols_)
-        self.reference_ = reference.describe()
         return self.coexp_seen_ @ self.coexp_seen_.T
 
     def _cv(
@@ -354,8 +353,7 @@ class GeneKernelEstimator(_PCARidge):
         With a co-expression kernel the search runs in two stages: the text and locus grid
         as without a reference, then the reference weights at its best ``gamma`` and locus
         weight (every stage's rows are returned). One eigendecomposition per grid point is
-        the cost: the full product grid would take four times as long for the same choice
-        on the inner splits (BENCHMARKS.md, "Session 12").
+        the cost: 19 instead of the product grid's 96 (BENCHMARKS.md, "Session 12").
         """
         gammas, weights = self.config.get("gammas"), self.config.get("locus_weights")
 
@@ -383,10 +381,14 @@ class GeneKernelEstimator(_PCARidge):
         return rows + run([text["gamma"]], [text["locus"]], [w for w in ref_weights if w > 0])
 
     def _kernel(
-        self, q: np.ndarray, symbols: list[str] | None, locus: np.ndarray | None = None
+        self,
+        q: np.ndarray,
+        symbols: list[str] | None,
+        locus: np.ndarray | None = None,
+        coexp: np.ndarray | None = None,
     ) -> np.ndarray:
         """``K(q, S)``: the chosen text kernel plus the chosen weights of the locus and
-        co-expression kernels."""
+        co-expression kernels (``locus``, ``coexp``: those kernels when already computed)."""
         k = text_kernel(q, self.vectors_, self.gamma_)
         weight = getattr(self, "locus_weight_", 0.0)  # 0 in runs saved before the locus kernel
         if weight and symbols is not None:
@@ -395,7 +397,9 @@ class GeneKernelEstimator(_PCARidge):
             k = k + weight * locus
         ref_weight = getattr(self, "reference_weight_", 0.0)  # 0 in runs saved before it
         if ref_weight and symbols is not None:
-            k = k + ref_weight * (self.coexp_.lookup(list(symbols)) @ self.coexp_seen_.T)
+            if coexp is None:
+                coexp = self.coexp_.lookup(list(symbols)) @ self.coexp_seen_.T
+            k = k + ref_weight * coexp
         return k
 
     def predict(self, slide: SlideInputs, genes: GeneInputs) -> np.ndarray:

@@ -128,36 +128,51 @@ def gene_cv(
     (K + lambda I)^-1 (F - m)`` with its target (``m`` each spot's mean fit, the common
     pattern).
     """
-    top = top or fits.shape[1]
-    m = fits.mean(1, keepdims=True)
-    fc = fits - m
-    yc = targets[:, :top] - targets[:, :top].mean(0)
-    yn = np.linalg.norm(yc, axis=0)
     out = []
     grid = [(g, w, r) for g in gammas for w in weights for r in (coexp_weights or [0.0])]
     for gamma, weight, ref_weight in grid:
         kernel = text_kernel(vectors, vectors, gamma) + weight * locus
         if ref_weight:
             kernel = kernel + ref_weight * coexp
-        evals, evecs = np.linalg.eigh(kernel)
-        proj = evecs.T @ fc.T  # (S, n)
-        for lam in lambdas:
-            shrink = evals / (evals + lam)
-            hat_diag = (evecs[:top] ** 2) @ shrink
-            fitted = (evecs[:top] @ (shrink[:, None] * proj)).T  # (n, top)
-            # exact leave-one-gene-out prediction of each gene's map (kernel ridge identity)
-            loo = (fitted - hat_diag * fc[:, :top]) / np.maximum(1.0 - hat_diag, 1e-9)
-            p = m + loo
-            pc = p - p.mean(0)
-            den = np.linalg.norm(pc, axis=0) * yn
-            r = np.where(den > 0, (pc * yc).sum(0) / np.where(den > 0, den, 1.0), 0.0)
+        for lam, score in loo_scores(kernel, fits, targets, lambdas, top):
             out.append(
                 {
                     "gamma": float(gamma),
                     "locus": float(weight),
                     "reference": float(ref_weight),
                     "lambda": float(lam),
-                    "score": float(r.mean()),
+                    "score": score,
                 }
             )
+    return out
+
+
+def loo_scores(
+    kernel: np.ndarray, fits: np.ndarray, targets: np.ndarray, lambdas: list[float], top: int = 0
+) -> list[tuple[float, float]]:
+    """``(lambda, score)`` of the exact leave-one-gene-out CV of one gene kernel, per lambda.
+
+    ``kernel`` ``(S, S)`` between the seen genes; ``fits``, ``targets`` and ``top`` as in
+    :func:`gene_cv`, which scores its grid through here (as do the exploration scripts, for
+    kernels outside the grid). One eigendecomposition serves every lambda.
+    """
+    top = top or fits.shape[1]
+    m = fits.mean(1, keepdims=True)
+    fc = fits - m
+    yc = targets[:, :top] - targets[:, :top].mean(0)
+    yn = np.linalg.norm(yc, axis=0)
+    evals, evecs = np.linalg.eigh(kernel)
+    proj = evecs.T @ fc.T  # (S, n)
+    out = []
+    for lam in lambdas:
+        shrink = evals / (evals + lam)
+        hat_diag = (evecs[:top] ** 2) @ shrink
+        fitted = (evecs[:top] @ (shrink[:, None] * proj)).T  # (n, top)
+        # exact leave-one-gene-out prediction of each gene's map (kernel ridge identity)
+        loo = (fitted - hat_diag * fc[:, :top]) / np.maximum(1.0 - hat_diag, 1e-9)
+        p = m + loo
+        pc = p - p.mean(0)
+        den = np.linalg.norm(pc, axis=0) * yn
+        r = np.where(den > 0, (pc * yc).sum(0) / np.where(den > 0, den, 1.0), 0.0)
+        out.append((float(lam), float(r.mean())))
     return out
