@@ -460,8 +460,10 @@ def test_reference_sections_exclude_every_fold_patient():
 def test_reference_method_needs_an_expression_reference():
     from geneshot.benchmark import resolve_config
 
-    cfg = resolve_config({**TINY, "methods": {"ref-impute": {"model": "ref-impute"}}})
+    methods = {m: {"model": m} for m in ("ref-impute", "permuted-reference")}
+    cfg = resolve_config({**TINY, "methods": methods})
     assert cfg["methods"]["ref-impute"]["group"] == "reference"
+    assert cfg["methods"]["permuted-reference"]["group"] == "control"  # a control, and needs one
     with pytest.raises(InputError, match="expression_reference"):
         resolve_config(
             {

@@ -10,8 +10,15 @@ import scipy.sparse as sp
 
 from geneshot.cache import Cache
 from geneshot.errors import InputError
+from geneshot.genes import (
+    Reference,
+    gene_axes,
+    permute_reference,
+    read_reference,
+    reference_from_sections,
+    write_reference_h5ad,
+)
 from geneshot.genes import _reference as refmod
-from geneshot.genes import gene_axes, read_reference, reference_from_sections, write_reference_h5ad
 
 GENES = [f"G{i}" for i in range(40)]
 
@@ -182,3 +189,40 @@ def test_gene_axes_need_shared_seen_genes(tmp_path):
     ref = read_reference(_write(tmp_path / "r.h5ad", _counts()), cache=Cache(tmp_path / "c"))
     with pytest.raises(InputError, match="shares only 2 genes"):
         gene_axes(ref, ["G1", "G2", "OTHER1", "OTHER2"] + [f"X{i}" for i in range(30)])
+
+
+def _levelled_reference(n=50, g=100, seed=0) -> Reference:
+    """Gene i's values lie around level i / 10, so a label's level tells where it came from."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(g) / 10 + 0.1 * rng.random((n, g))
+    return Reference(sp.csr_matrix(x.astype(np.float32)), [f"G{i}" for i in range(g)], np.array(["s"] * n), "toy", "d0")
+
+
+def test_permuted_reference_keeps_levels_and_breaks_identity():
+    ref = _levelled_reference()
+    perm = permute_reference(ref, seed=1, block=10)
+    assert perm.X is ref.X and sorted(perm.genes) == sorted(ref.genes)
+    assert perm.digest != ref.digest and perm.describe()["permuted"] == {"seed": 1, "block": 10}
+    assert "permuted" not in ref.describe()
+    moved = [g for g, h in zip(perm.genes, ref.genes) if g != h]
+    assert len(moved) > 80  # almost every label names another gene's column
+    # each label stays within its block of 10 levels (the columns are ordered by level here)
+    for column, label in enumerate(perm.genes):
+        assert int(label[1:]) // 10 == column // 10
+    assert permute_reference(ref, seed=1, block=10).genes == perm.genes
+    assert permute_reference(ref, seed=2, block=10).genes != perm.genes
+    with pytest.raises(InputError, match="block"):
+        permute_reference(ref, block=1)
+
+
+def test_spread_is_exact_for_a_high_flat_gene():
+    rng = np.random.default_rng(0)
+    x = rng.gamma(2.0, 1.0, size=(3000, 6)) * (rng.random((3000, 6)) < 0.6)
+    x[:, 0] = 7.3  # one gene flat at a high level: E[x^2] - mean^2 in float32 leaves noise
+    x = x.astype(np.float32)
+    ref = Reference(sp.csr_matrix(x), [f"G{i}" for i in range(6)], np.array(["s"] * 3000), "toy", "d1")
+    _, mean, sd, _, _ = refmod.seen_zscores(ref, [f"G{i}" for i in range(6)])
+    dense = x.astype(np.float64)
+    np.testing.assert_allclose(mean, dense.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(sd[1:], dense[:, 1:].std(0), rtol=1e-10)
+    assert sd[0] < 1e-9 < refmod.SD_FLOOR  # flat: counted as such, not as a spread of ~1e-3

@@ -225,8 +225,12 @@ def test_departure_shrink_keeps_less_of_small_departures():
         create_model("gene-kernel", departure_shrink=-0.1)
 
 
-def _grouped_task(rng, n_genes=120, n_groups=4, n_ref=300):
-    """Genes in groups share a map; the text says nothing, a reference's co-expression tells the groups."""
+def _grouped_task(rng, n_genes=120, n_groups=4, n_ref=300, level_free=False):
+    """Genes in groups share a map; the text says nothing, a reference's co-expression tells the groups.
+
+    ``level_free``: the programmes are centred over the reference rows, so a gene's level
+    there says nothing of its group (otherwise genes of one group have similar levels).
+    """
     import scipy.sparse as sp
 
     from geneshot.genes import Reference
@@ -237,6 +241,8 @@ def _grouped_task(rng, n_genes=120, n_groups=4, n_ref=300):
     ys = [s.image.numpy() @ w.T + 0.3 * rng.normal(size=(s.n_spots, n_genes)) for s in slides]
     symbols = [f"GENE{i}" for i in range(n_genes)]
     latent = rng.normal(size=(n_ref, n_groups))
+    if level_free:
+        latent -= latent.mean(0)
     x = 3.0 + latent[:, group] + 0.5 * rng.normal(size=(n_ref, n_genes))
     ref = Reference(sp.csr_matrix(x.astype(np.float32)), symbols, np.array(["r"] * n_ref), "toy", "toy-ref")
     vec = rng.normal(size=(n_genes, D_T))
@@ -282,3 +288,25 @@ def test_gene_kernel_ref_needs_a_reference_and_symbols():
         est.fit(slides[:3], ys[:3], genes(np.arange(120)))
     with pytest.raises(InputError, match="gene symbols"):
         est.fit(slides[:3], ys[:3], _genes(np.eye(120, D_T)), reference=ref)
+
+
+@pytest.mark.parametrize(
+    ("name", "control", "config"),
+    [
+        ("gene-kernel+ref", "permuted-reference", {"gammas": [0.0], "departure_scale": 1.0, "departure_shrink": 0.0}),
+        ("ref-impute", "ref-impute", {"k": 4}),
+    ],
+)
+def test_a_permuted_reference_takes_the_reference_gain_away(name, control, config):
+    # the control keeps each label's level; here levels say nothing of the groups, so
+    # nothing of the reference's knowledge survives the shuffle
+    rng = np.random.default_rng(3)
+    slides, ys, ref, genes = _grouped_task(rng, level_free=True)
+    unseen = np.arange(0, 120, 5)
+    seen = np.setdiff1d(np.arange(120), unseen)
+    scores = {}
+    for key, model, extra in (("real", name, {}), ("permuted", control, {"permute_reference": True})):
+        est = create_model(model, n_components=D_IMG, **config, **extra)
+        est.fit(slides[:3], [y[:, seen] for y in ys[:3]], genes(seen), reference=ref)
+        scores[key] = _pcc(ys[3][:, unseen], est.predict(slides[3], genes(unseen))).mean()
+    assert scores["real"] > 0.8 and scores["permuted"] < scores["real"] - 0.3, scores

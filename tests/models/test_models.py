@@ -257,7 +257,7 @@ def test_estimator_rejects_bad_targets():
 
 
 def test_registry_api():
-    assert set(list_models()) == {"align-st", "sgn", "permuted-text", "ridge", "text-knn", "depth", "gene-kernel", "gene-kernel+ref", "ref-impute", "align-st+ref", "align-st+kernel", "align-st-paper"}
+    assert set(list_models()) == {"align-st", "sgn", "permuted-text", "ridge", "text-knn", "depth", "gene-kernel", "gene-kernel+ref", "permuted-reference", "ref-impute", "align-st+ref", "align-st+kernel", "align-st-paper"}
     assert "ridge" not in list_models("zero-shot") and "ridge" in list_models("supervised")
     assert default_config("permuted-text")["permute_text"] is True
     assert default_config("align-st")["permute_text"] is False

@@ -19,7 +19,7 @@ from geneshot.models import MODELS
 from geneshot.prepare import FeatureConfig
 
 GROUPS = ("zero-shot", "reference", "control", "supervised", "ablation")
-CONTROL_MODELS = ("depth", "permuted-text")
+CONTROL_MODELS = ("depth", "permuted-text", "permuted-reference")
 PROTOCOLS = ("auto", "patient_kfold", "loso", "legacy32")
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -93,10 +93,10 @@ def _method_spec(name: str, raw: Any, source: Any) -> dict:
     group = raw.get("group") or (
         "supervised"
         if setting == "supervised"
-        else "reference"
-        if MODELS[model].needs_reference
         else "control"
         if model in CONTROL_MODELS
+        else "reference"
+        if MODELS[model].needs_reference
         else "zero-shot"
     )
     if group not in GROUPS:

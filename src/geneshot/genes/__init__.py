@@ -8,7 +8,8 @@
 - :func:`locus_kernel` how close two genes lie in the genome (shared arm, region, band)
 - :func:`read_reference` / :func:`reference_from_sections` an expression atlas as gene
   knowledge; :func:`gene_axes` its low-rank summary around the seen genes;
-  :func:`coexpression_vectors` its co-expression as gene vectors (a gene kernel)
+  :func:`coexpression_vectors` its co-expression as gene vectors (a gene kernel);
+  :func:`permute_reference` its gene labels shuffled, the reference-assisted models' control
 """
 
 from geneshot.genes._coexpression import (
@@ -30,6 +31,8 @@ from geneshot.genes._reference import (
     GeneAxes,
     Reference,
     gene_axes,
+    gene_positions,
+    permute_reference,
     read_reference,
     reference_from_sections,
     write_reference_h5ad,
@@ -50,9 +53,11 @@ __all__ = [
     "describe_genes",
     "describe_with_llm",
     "gene_axes",
+    "gene_positions",
     "load_descriptions",
     "load_knowledge",
     "locus_kernel",
+    "permute_reference",
     "read_reference",
     "reference_from_sections",
     "resolve_symbol",

@@ -9,7 +9,13 @@ from sklearn.linear_model import RidgeCV
 
 from geneshot._memo import fitted_pca
 from geneshot.errors import InputError, check_choice, check_positive
-from geneshot.genes import N_COEXPRESSION_AXES, Reference, coexpression_vectors, locus_kernel
+from geneshot.genes import (
+    N_COEXPRESSION_AXES,
+    Reference,
+    coexpression_vectors,
+    locus_kernel,
+    permute_reference,
+)
 from geneshot.models._base import Estimator
 from geneshot.models._gene_cv import (
     CV_FITS,
@@ -237,6 +243,9 @@ class GeneKernelEstimator(_PCARidge):
         says nothing about the tissue is left out). A gene that is not a seen gene and that
         the reference measured takes its level from the reference (its mean log1p CP10k
         there), not from the kernel over the seen genes' levels, which are lower.
+    permute_reference, permute_seed
+        The control ``permuted-reference``: fit on the reference with its gene labels
+        shuffled among genes of a similar level (:func:`geneshot.genes.permute_reference`).
     """
 
     def __init__(
@@ -252,6 +261,8 @@ class GeneKernelEstimator(_PCARidge):
         use_reference: bool = False,
         reference_weights: list[float] | None = None,
         coexp_axes: int = N_COEXPRESSION_AXES,
+        permute_reference: bool = False,
+        permute_seed: int = 0,
         **config,
     ) -> None:
         super().__init__(**config)
@@ -271,6 +282,8 @@ class GeneKernelEstimator(_PCARidge):
             use_reference=bool(use_reference),
             reference_weights=reference_weights,
             coexp_axes=int(coexp_axes),
+            permute_reference=bool(permute_reference),
+            permute_seed=int(permute_seed),
         )
 
     def fit(
@@ -341,6 +354,8 @@ class GeneKernelEstimator(_PCARidge):
                 "gene-kernel+ref reads gene symbols to find genes in the reference, and got none",
                 "prepare the genes with their symbols (geneshot prepare does)",
             )
+        if self.config.get("permute_reference"):
+            reference = permute_reference(reference, self.config.get("permute_seed", 0))
         self.coexp_ = coexpression_vectors(reference, self.symbols_, self.config["coexp_axes"])
         self.coexp_seen_ = self.coexp_.lookup(self.symbols_)
         return self.coexp_seen_ @ self.coexp_seen_.T

@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.linear_model import RidgeCV
 
 from geneshot.errors import InputError
-from geneshot.genes import GeneAxes, Reference, gene_axes
+from geneshot.genes import GeneAxes, Reference, gene_axes, gene_positions, permute_reference
 from geneshot.models._estimators import _ALPHAS, _check_targets, _features, _PCARidge
 from geneshot.models._inputs import GeneInputs, SlideInputs
 
@@ -49,13 +49,30 @@ class RefImputeEstimator(_PCARidge):
         Reference rows the axes are computed on (a seeded random subset of a larger atlas).
     shrink
         Default shrinkage toward the common pattern used by :meth:`predict`.
+    permute_reference, permute_seed
+        A control: fit on the reference with its gene labels shuffled among genes of a
+        similar level (:func:`geneshot.genes.permute_reference`).
     **config
         :class:`_PCARidge` settings (``n_components``, ``alphas``, ``use_nuclei``).
     """
 
-    def __init__(self, k: int = 30, max_rows: int = 50_000, shrink: float = 0.0, **config) -> None:
+    def __init__(
+        self,
+        k: int = 30,
+        max_rows: int = 50_000,
+        shrink: float = 0.0,
+        permute_reference: bool = False,
+        permute_seed: int = 0,
+        **config,
+    ) -> None:
         super().__init__(**config)
-        self.config.update(k=k, max_rows=max_rows, shrink=shrink)
+        self.config.update(
+            k=k,
+            max_rows=max_rows,
+            shrink=shrink,
+            permute_reference=bool(permute_reference),
+            permute_seed=int(permute_seed),
+        )
 
     def fit(
         self,
@@ -107,19 +124,21 @@ class RefImputeEstimator(_PCARidge):
 
     def axes(self, reference: Reference, seen: list[str]) -> GeneAxes:
         """The reference summary this estimator's config asks for (deterministic)."""
+        if self.config.get("permute_reference"):
+            reference = permute_reference(reference, self.config.get("permute_seed", 0))
         return gene_axes(reference, seen, int(self.config["k"]), max_rows=int(self.config["max_rows"]))
 
     def columns(self, symbols: list[str]) -> np.ndarray:
         """Reference column of each gene; raises :class:`InputError` naming genes it lacks."""
-        pos = {g: i for i, g in enumerate(self.genes_)}
-        missing = [g for g in symbols if g not in pos]
+        cols = gene_positions(self.genes_, symbols)
+        missing = [g for g, c in zip(symbols, cols) if c < 0]
         if missing:
             raise InputError(
                 None,
                 f"the reference has no expression for {len(missing)} requested gene(s): {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}",
                 "ask only for genes the reference measured, or give a reference that has them",
             )
-        return np.asarray([pos[g] for g in symbols], np.int64)
+        return cols
 
     def predict_common(self, slide: SlideInputs) -> np.ndarray:
         """Standardised common per-spot pattern ``m~`` ``(N,)`` (training-spot scale)."""

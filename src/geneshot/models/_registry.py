@@ -83,6 +83,22 @@ _GENE_KERNEL_DEFAULTS = {
     "cv_fits": "in-sample",
 }
 
+# gene-kernel+ref's defaults, shared with its control permuted-reference
+_GENE_KERNEL_REF = {
+    **_GENE_KERNEL_DEFAULTS,
+    "use_reference": True,
+    "reference_weights": None,
+    "coexp_axes": N_COEXPRESSION_AXES,
+    # (2, 0.8) by the nested CV of gene-kernel's factor (session 12, loss-averse;
+    # choose_features.py --what reference-departure): the surface is flat along
+    # its ridge (0.2607 at (1, 0), 0.2619 here) and each outer fold voted for
+    # another cell, so the pick rule's tie-break (the inner mean) decided
+    "departure_scale": 2.0,
+    "departure_shrink": 0.8,
+    "permute_reference": False,
+    "permute_seed": 0,
+}
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
@@ -176,19 +192,18 @@ MODELS: dict[str, ModelSpec] = {
             "gene-kernel+ref",
             "estimator",
             GeneKernelEstimator,
-            {
-                **_GENE_KERNEL_DEFAULTS,
-                "use_reference": True,
-                "reference_weights": None,
-                "coexp_axes": N_COEXPRESSION_AXES,
-                # (2, 0.8) by the nested CV of gene-kernel's factor (session 12, loss-averse;
-                # choose_features.py --what reference-departure): the surface is flat along
-                # its ridge (0.2607 at (1, 0), 0.2619 here) and each outer fold voted for
-                # another cell, so the pick rule's tie-break (the inner mean) decided
-                "departure_scale": 2.0,
-                "departure_shrink": 0.8,
-            },
+            _GENE_KERNEL_REF,
             "Reference-assisted zero-shot: gene-kernel whose kernel also holds the genes' co-expression in an expression reference (its weight by gene CV, 0 included)",
+            zero_shot=True,
+            supervised=False,
+            needs_reference=True,
+        ),
+        ModelSpec(
+            "permuted-reference",
+            "estimator",
+            GeneKernelEstimator,
+            {**_GENE_KERNEL_REF, "permute_reference": True},
+            "Control of gene-kernel+ref: the same model on the reference with its gene labels shuffled among genes of a similar level",
             zero_shot=True,
             supervised=False,
             needs_reference=True,
@@ -197,7 +212,14 @@ MODELS: dict[str, ModelSpec] = {
             "ref-impute",
             "estimator",
             RefImputeEstimator,
-            {**_ESTIMATOR_DEFAULTS, "k": 30, "max_rows": 50_000, "shrink": 0.0},
+            {
+                **_ESTIMATOR_DEFAULTS,
+                "k": 30,
+                "max_rows": 50_000,
+                "shrink": 0.0,
+                "permute_reference": False,
+                "permute_seed": 0,
+            },
             "Reference-assisted zero-shot: image -> a reference's top-k seen-gene axes -> any reference gene by its loadings",
             zero_shot=True,
             supervised=False,
