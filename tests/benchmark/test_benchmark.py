@@ -390,6 +390,31 @@ TINY = {
 
 
 @pytest.mark.slow
+def test_fold_records_keep_what_a_model_chose(data_dir, cache, tmp_path):
+    """gene-kernel's gene CV choice is in the fold's metrics.json, also when results are reused."""
+    from geneshot.benchmark import run_benchmark
+
+    cfg = {
+        **TINY,
+        "methods": {"gene-kernel": {"model": "gene-kernel", "model_config": {"n_components": 8}}},
+        "reference": "gene-kernel",
+    }
+    records = []
+    for out in (tmp_path / "a", tmp_path / "a", tmp_path / "b"):
+        if out.name == "b":  # a new folder on the stored predictions of "a": loaded, not trained
+            import shutil
+
+            shutil.copytree(tmp_path / "a" / "folds", out / "folds")
+            for m in (out / "folds").rglob("*.metrics.json"):
+                m.unlink()
+        res = run_benchmark(cfg, data_dir, out, cache=cache, progress=False, folds="first")
+        (m,) = (out / "folds" / "f0").glob("gene-kernel__*.metrics.json")
+        records.append(json.loads(m.read_text())["chosen"])
+    assert set(records[0]) == {"lambda", "gamma", "locus_weight", "reference_weight", "cv_score"}
+    assert records[0] == records[1] == records[2] and res.loaded  # the reloaded run keeps it
+
+
+@pytest.mark.slow
 def test_stale_results_are_retrained(data_dir, cache, tmp_path, monkeypatch):
     """The result key covers config, package version and model code: a change reruns."""
     import copy

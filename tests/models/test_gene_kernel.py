@@ -268,6 +268,9 @@ def test_reference_coexpression_carries_maps_the_text_cannot():
         est.fit(slides[:3], [y[:, seen] for y in ys[:3]], genes(seen), **({"reference": ref} if "ref" in name else {}))
         scores[name] = _pcc(ys[3][:, unseen], est.predict(slides[3], genes(unseen))).mean()
     assert est.reference_weight_ > 0  # the gene CV took the reference
+    chosen = est.chosen()  # what run records keep of the choice
+    assert chosen["reference_weight"] == est.reference_weight_ and chosen["lambda"] == est.lambda_
+    assert chosen["cv_score"] > chosen["cv_score_without_reference"]
     assert {r["reference"] for r in est.cv_} >= {0.0, est.reference_weight_}
     assert scores["gene-kernel+ref"] > 0.8 and scores["gene-kernel+ref"] > scores["gene-kernel"] + 0.3, scores
     # levels: a gene the model did not train on takes the reference's (about 3 here), a seen

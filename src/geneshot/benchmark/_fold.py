@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib
+import json
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -297,9 +298,10 @@ def run_fold(
             with np.load(path, allow_pickle=False) as z:
                 preds = [z[f"pred_{s.name}"] for s in test]
                 fit_s = float(z["fit_s"])
+                chosen = json.loads(str(z["chosen"])) if "chosen" in z.files else None
             state.loaded.append(rid)
         else:
-            preds, fit_s = _train_predict(
+            preds, fit_s, chosen = _train_predict(
                 spec, train, test, genes, split, targets[tk], features, progress, ref, state.cache
             )
             save_npz_atomic(
@@ -308,6 +310,7 @@ def run_fold(
                     **{f"pred_{s.name}": p for s, p in zip(test, preds)},
                     "genes": np.asarray(split.unseen),
                     "fit_s": np.float64(fit_s),
+                    **({} if chosen is None else {"chosen": np.asarray(json.dumps(chosen))}),
                 },
             )
             state.trained.append(rid)
@@ -345,7 +348,14 @@ def run_fold(
         if not mpath.exists():
             write_json_atomic(
                 mpath,
-                {"run": rid, "spec": spec, "train_targets": tk, "fit_s": fit_s, "metrics": metrics},
+                {
+                    "run": rid,
+                    "spec": spec,
+                    "train_targets": tk,
+                    "fit_s": fit_s,
+                    **({} if chosen is None else {"chosen": chosen}),
+                    "metrics": metrics,
+                },
             )
     if with_maps:
         state.maps.append(
@@ -371,8 +381,12 @@ def _train_predict(
     progress: bool,
     reference=None,
     cache: Cache | None = None,
-) -> tuple[list[np.ndarray], float]:
-    """Train through :func:`geneshot.workflow.train_model` (the one training path), predict."""
+) -> tuple[list[np.ndarray], float, dict | None]:
+    """Train through :func:`geneshot.workflow.train_model` (the one training path), predict.
+
+    Returns the predictions, the seconds taken and, for a model that chose its settings by
+    its own CV inside training (``module.chosen()``, e.g. gene-kernel), what it chose.
+    """
     t0 = time.perf_counter()
     model = wf.train_model(
         spec["model"],
@@ -389,7 +403,8 @@ def _train_predict(
         cache=cache,
     )
     preds = [np.asarray(model.predict(s, genes, split.unseen), np.float32) for s in test]
-    return preds, round(time.perf_counter() - t0, 2)
+    chosen = getattr(model.module, "chosen", None)
+    return preds, round(time.perf_counter() - t0, 2), chosen() if callable(chosen) else None
 
 
 def _map_data(

@@ -338,6 +338,25 @@ class GeneKernelEstimator(_PCARidge):
         self.solved_icpt_ = inv @ (icpt - self.mean_icpt_)
         return self
 
+    def chosen(self) -> dict:
+        """What the gene CV chose (the grid point and its score), for run records.
+
+        ``cv_score_without_reference``: the best score at reference weight 0, so a record
+        shows what the reference added to the criterion (``gene-kernel+ref`` only).
+        """
+        best = max(self.cv_, key=lambda r: r["score"])
+        out = {
+            "lambda": float(self.lambda_),
+            "gamma": float(self.gamma_),
+            "locus_weight": float(self.locus_weight_),
+            "reference_weight": float(self.reference_weight_),
+            "cv_score": float(best["score"]),
+        }
+        if self.config.get("use_reference"):
+            without = [r["score"] for r in self.cv_ if r["reference"] == 0.0]
+            out["cv_score_without_reference"] = float(max(without))
+        return out
+
     def _fit_reference(self, reference: Reference | None) -> np.ndarray | None:
         """With ``use_reference``: keep the co-expression vectors; the seen genes' kernel ``(S, S)``."""
         if not self.config.get("use_reference"):
