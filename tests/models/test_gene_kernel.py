@@ -293,6 +293,47 @@ def test_gene_kernel_ref_needs_a_reference_and_symbols():
         est.fit(slides[:3], ys[:3], _genes(np.eye(120, D_T)), reference=ref)
 
 
+def test_a_reference_whose_gain_is_noise_is_left_out():
+    # references of independent noise per gene: the gene CV's best point takes some of them
+    # (weights 2-16 on gains of +0.001 to +0.005, under their standard errors); the gain rule
+    # drops every one, and the maps are then gene-kernel's
+    import scipy.sparse as sp
+
+    from geneshot.genes import Reference
+
+    cfg = {"n_components": D_IMG, "gammas": [0.0], "departure_scale": 1.0, "departure_shrink": 0.0}
+    unseen = np.arange(0, 120, 5)
+    seen = np.setdiff1d(np.arange(120), unseen)
+    taken = {"any gain": 0, "clear gain": 0}
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        slides, ys, ref, genes = _grouped_task(rng)
+        x = 3.0 + rng.normal(size=(300, 120))
+        noise = Reference(sp.csr_matrix(x.astype(np.float32)), ref.genes, np.array(["r"] * 300), "toy", f"noise{seed}")
+        for key, min_se in (("any gain", 0.0), ("clear gain", 1.0)):
+            est = create_model("gene-kernel+ref", **cfg, reference_min_gain_se=min_se)
+            est.fit(slides[:3], [y[:, seen] for y in ys[:3]], genes(seen), reference=noise)
+            taken[key] += est.reference_weight_ > 0
+            assert (est.reference_weight_ > 0) == (est.reference_gain_["gain"] > min_se * est.reference_gain_["se"])
+    assert taken["any gain"] >= 2 and taken["clear gain"] == 0, taken
+    plain = create_model("gene-kernel", **cfg)
+    plain.fit(slides[:3], [y[:, seen] for y in ys[:3]], genes(seen))
+    # the same maps; only the levels differ (an unseen gene takes the reference's level)
+    a, b = (m.predict(slides[3], genes(unseen)) for m in (est, plain))
+    np.testing.assert_allclose(a - a.mean(0), b - b.mean(0), atol=1e-5)
+
+
+def test_clear_gain_keeps_a_gain_the_genes_agree_on():
+    from geneshot.models._gene_cv import clear_gain
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 0.5, 400)
+    assert clear_gain(base + 0.01 + 0.01 * rng.normal(size=400), base)["keep"]
+    noisy = clear_gain(base + 0.001 + 0.2 * rng.normal(size=400), base)
+    assert not noisy["keep"] and noisy["se"] == pytest.approx(0.01, rel=0.15)
+    assert not clear_gain(base[:1] + 1.0, base[:1])["keep"]  # one gene: no noise estimate
+
+
 @pytest.mark.parametrize(
     ("name", "control", "config"),
     [

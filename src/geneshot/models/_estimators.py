@@ -23,8 +23,11 @@ from geneshot.models._gene_cv import (
     LAMBDAS,
     LOCUS_WEIGHTS,
     REFERENCE_WEIGHTS,
+    clear_gain,
     departure_factor,
     gene_cv,
+    grid_kernel,
+    loo_gene_scores,
     out_of_section_fits,
     text_kernel,
     unit_rows,
@@ -240,7 +243,9 @@ class GeneKernelEstimator(_PCARidge):
         (:func:`geneshot.genes.coexpression_vectors` on ``coexp_axes`` axes of the seen
         genes; model ``gene-kernel+ref``): ``fit`` then needs ``reference``, and its weight
         is chosen by the gene CV from ``reference_weights`` (0 included: a reference that
-        says nothing about the tissue is left out). A gene that is not a seen gene and that
+        says nothing about the tissue is left out). The weight is kept only if its gain on
+        the gene CV exceeds ``reference_min_gain_se`` standard errors over the scored genes
+        (:func:`~geneshot.models._gene_cv.clear_gain`; 0: any gain). A gene that is not a seen gene and that
         the reference measured takes its level from the reference (its mean log1p CP10k
         there), not from the kernel over the seen genes' levels, which are lower.
     permute_reference, permute_seed
@@ -263,6 +268,7 @@ class GeneKernelEstimator(_PCARidge):
         coexp_axes: int = N_COEXPRESSION_AXES,
         permute_reference: bool = False,
         permute_seed: int = 0,
+        reference_min_gain_se: float = 1.0,
         **config,
     ) -> None:
         super().__init__(**config)
@@ -284,6 +290,9 @@ class GeneKernelEstimator(_PCARidge):
             coexp_axes=int(coexp_axes),
             permute_reference=bool(permute_reference),
             permute_seed=int(permute_seed),
+            reference_min_gain_se=check_positive(
+                "reference_min_gain_se", reference_min_gain_se, allow_zero=True
+            ),
         )
 
     def fit(
@@ -325,7 +334,7 @@ class GeneKernelEstimator(_PCARidge):
         else:
             f = self.ridge_.predict(self.pca_.transform(x[rows]))
         self.cv_ = self._cv(f, y[rows], locus, coexp)
-        best = max(self.cv_, key=lambda r: r["score"])
+        self.cv_best_ = best = self._choose(self.cv_, f, y[rows], locus, coexp)
         self.lambda_, self.gamma_, self.locus_weight_ = best["lambda"], best["gamma"], best["locus"]
         self.reference_weight_ = best["reference"]
         k = self._kernel(self.vectors_, self.symbols_, locus, coexp)
@@ -344,7 +353,7 @@ class GeneKernelEstimator(_PCARidge):
         ``cv_score_without_reference``: the best score at reference weight 0, so a record
         shows what the reference added to the criterion (``gene-kernel+ref`` only).
         """
-        best = max(self.cv_, key=lambda r: r["score"])
+        best = self.cv_best_
         out = {
             "lambda": float(self.lambda_),
             "gamma": float(self.gamma_),
@@ -355,6 +364,8 @@ class GeneKernelEstimator(_PCARidge):
         if self.config.get("use_reference"):
             without = [r["score"] for r in self.cv_ if r["reference"] == 0.0]
             out["cv_score_without_reference"] = float(max(without))
+            gain = self.reference_gain_
+            out["reference_gain"], out["reference_gain_se"] = gain["gain"], gain["se"]
         return out
 
     def _fit_reference(self, reference: Reference | None) -> np.ndarray | None:
@@ -413,6 +424,37 @@ class GeneKernelEstimator(_PCARidge):
         text = max(rows, key=lambda r: r["score"])
         ref_weights = self.config.get("reference_weights") or REFERENCE_WEIGHTS
         return rows + run([text["gamma"]], [text["locus"]], [w for w in ref_weights if w > 0])
+
+    def _choose(
+        self,
+        rows: list[dict],
+        fits: np.ndarray,
+        y: np.ndarray,
+        locus: np.ndarray,
+        coexp: np.ndarray | None,
+    ) -> dict:
+        """The gene CV's grid point: the best score, the reference only if its gain is clear.
+
+        Sets ``reference_gain_`` (:func:`~geneshot.models._gene_cv.clear_gain` of the best
+        point with the reference against the best without) when there is a reference.
+        """
+        best = max(rows, key=lambda r: r["score"])
+        if coexp is None:
+            return best
+        text = max((r for r in rows if r["reference"] == 0.0), key=lambda r: r["score"])
+        with_ref = max((r for r in rows if r["reference"] > 0.0), key=lambda r: r["score"])
+        top = int(self.config.get("cv_top") or 0)
+
+        def per_gene(r: dict) -> np.ndarray:
+            kernel = grid_kernel(
+                self.vectors_, locus, r["gamma"], r["locus"], coexp, r["reference"]
+            )
+            return loo_gene_scores(kernel, fits, y, [r["lambda"]], top)[0][1]
+
+        self.reference_gain_ = clear_gain(
+            per_gene(with_ref), per_gene(text), self.config.get("reference_min_gain_se", 1.0)
+        )
+        return with_ref if self.reference_gain_["keep"] and best is with_ref else text
 
     def _kernel(
         self,

@@ -88,6 +88,19 @@ def text_kernel(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
     return c if gamma == 0 else np.exp(gamma * (c - 1.0))
 
 
+def grid_kernel(
+    vectors: np.ndarray,
+    locus: np.ndarray,
+    gamma: float,
+    weight: float,
+    coexp: np.ndarray | None = None,
+    ref_weight: float = 0.0,
+) -> np.ndarray:
+    """The seen genes' kernel at one grid point: text kernel + locus + co-expression terms."""
+    kernel = text_kernel(vectors, vectors, gamma) + weight * locus
+    return kernel + ref_weight * coexp if ref_weight else kernel
+
+
 def gene_cv(
     vectors: np.ndarray,
     locus: np.ndarray,
@@ -131,9 +144,7 @@ def gene_cv(
     out = []
     grid = [(g, w, r) for g in gammas for w in weights for r in (coexp_weights or [0.0])]
     for gamma, weight, ref_weight in grid:
-        kernel = text_kernel(vectors, vectors, gamma) + weight * locus
-        if ref_weight:
-            kernel = kernel + ref_weight * coexp
+        kernel = grid_kernel(vectors, locus, gamma, weight, coexp, ref_weight)
         for lam, score in loo_scores(kernel, fits, targets, lambdas, top):
             out.append(
                 {
@@ -156,6 +167,15 @@ def loo_scores(
     :func:`gene_cv`, which scores its grid through here (as do the exploration scripts, for
     kernels outside the grid). One eigendecomposition serves every lambda.
     """
+    return [
+        (lam, float(r.mean())) for lam, r in loo_gene_scores(kernel, fits, targets, lambdas, top)
+    ]
+
+
+def loo_gene_scores(
+    kernel: np.ndarray, fits: np.ndarray, targets: np.ndarray, lambdas: list[float], top: int = 0
+) -> list[tuple[float, np.ndarray]]:
+    """As :func:`loo_scores`, with each scored gene's PCC ``(top,)`` instead of their mean."""
     top = top or fits.shape[1]
     m = fits.mean(1, keepdims=True)
     fc = fits - m
@@ -174,5 +194,23 @@ def loo_scores(
         pc = p - p.mean(0)
         den = np.linalg.norm(pc, axis=0) * yn
         r = np.where(den > 0, (pc * yc).sum(0) / np.where(den > 0, den, 1.0), 0.0)
-        out.append((float(lam), float(r.mean())))
+        out.append((float(lam), r))
     return out
+
+
+def clear_gain(with_term: np.ndarray, without: np.ndarray, n_se: float = 1.0) -> dict:
+    """Whether an added kernel term's gain on the gene CV exceeds its noise.
+
+    ``with_term``, ``without``: each scored gene's leave-one-gene-out PCC ``(G,)`` at the best
+    grid point with and without the term. The gain is kept only if its mean over the genes
+    exceeds ``n_se`` standard errors of that mean: a term chosen on a gain the genes do not
+    agree on (a reference whose labels say nothing of this tissue moved the criterion by
+    0.001, BENCHMARKS.md session 13) is left out, so the model stays where the weaker
+    evidence (text and locus) puts it.
+
+    Returns ``gain`` (mean), ``se`` and ``keep``.
+    """
+    d = np.asarray(with_term, np.float64) - np.asarray(without, np.float64)
+    gain = float(d.mean())
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
+    return {"gain": gain, "se": se, "keep": bool(gain > n_se * se)}

@@ -97,6 +97,9 @@ _GENE_KERNEL_REF = {
     "departure_shrink": 0.8,
     "permute_reference": False,
     "permute_seed": 0,
+    # the reference's weight is kept only if its gain on the gene CV exceeds one standard
+    # error over the scored genes (session 14: a shuffled reference had been taken on +0.001)
+    "reference_min_gain_se": 1.0,
 }
 
 MODELS: dict[str, ModelSpec] = {
