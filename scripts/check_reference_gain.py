@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from explore_gene_kernels import FEATURES, split_reference
+from explore_gene_kernels import FEATURES
 
+from geneshot.benchmark._fold import RunState, fold_reference
 from geneshot.cache import Cache
 from geneshot.data import TargetTransform
 from geneshot.prepare import FeatureConfig
@@ -35,14 +36,23 @@ def main() -> None:
     ap.add_argument("--min-gain-se", type=float, default=1.0)
     args = ap.parse_args()
     cfg, cache = FeatureConfig(**FEATURES), Cache()
+    sections = {
+        s.name: s
+        for s in load_sections("her2st", args.data, SECTIONS, cfg, cache=cache, progress=False)
+    }  # read once for all folds
+    # one run state, so that folds sharing a reference (all of C's: patients A, B, D-H) read it once
+    state = RunState(
+        cfg={"dataset": "her2st", "expression_reference": "auto"},
+        out=Path("."), cache=cache, progress=False, data_dir=args.data,
+    )  # fmt: skip
     print("| outer test | reference | weight | CV with | CV without | gain | SE | gain / SE |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for test in args.folds.split(","):
         names = [s for s in SECTIONS if s != test]
-        train = load_sections("her2st", args.data, names, cfg, cache=cache, progress=False)
+        train = [sections[s] for s in names]
         split, genes = split_and_describe(train, cfg, cache=cache, progress=False)
         target = TargetTransform.fit([s.adata for s in train], "libsize")
-        ref = split_reference(names, test, args.data)
+        ref = fold_reference(state, names, [test])[0]
         for label, permute in (("real", False), ("shuffled", True)):
             model = train_model(
                 "gene-kernel+ref", "zero-shot", train, genes, split, target, cfg,

@@ -26,8 +26,6 @@ from geneshot.models._gene_cv import (
     clear_gain,
     departure_factor,
     gene_cv,
-    grid_kernel,
-    loo_gene_scores,
     out_of_section_fits,
     text_kernel,
     unit_rows,
@@ -334,7 +332,7 @@ class GeneKernelEstimator(_PCARidge):
         else:
             f = self.ridge_.predict(self.pca_.transform(x[rows]))
         self.cv_ = self._cv(f, y[rows], locus, coexp)
-        self.cv_best_ = best = self._choose(self.cv_, f, y[rows], locus, coexp)
+        self.cv_best_ = best = self._choose(self.cv_, coexp is not None)
         self.lambda_, self.gamma_, self.locus_weight_ = best["lambda"], best["gamma"], best["locus"]
         self.reference_weight_ = best["reference"]
         k = self._kernel(self.vectors_, self.symbols_, locus, coexp)
@@ -414,6 +412,7 @@ class GeneKernelEstimator(_PCARidge):
                 top=int(self.config.get("cv_top") or 0),
                 coexp=coexp,
                 coexp_weights=ref_weights,
+                per_gene=coexp is not None,  # for _choose's gain rule
             )
 
         # no symbols, no locus
@@ -425,36 +424,24 @@ class GeneKernelEstimator(_PCARidge):
         ref_weights = self.config.get("reference_weights") or REFERENCE_WEIGHTS
         return rows + run([text["gamma"]], [text["locus"]], [w for w in ref_weights if w > 0])
 
-    def _choose(
-        self,
-        rows: list[dict],
-        fits: np.ndarray,
-        y: np.ndarray,
-        locus: np.ndarray,
-        coexp: np.ndarray | None,
-    ) -> dict:
+    def _choose(self, rows: list[dict], with_reference: bool) -> dict:
         """The gene CV's grid point: the best score, the reference only if its gain is clear.
 
-        Sets ``reference_gain_`` (:func:`~geneshot.models._gene_cv.clear_gain` of the best
-        point with the reference against the best without) when there is a reference.
+        With a reference, sets ``reference_gain_`` (:func:`~geneshot.models._gene_cv.clear_gain`
+        of the best point with the reference against the best without; a row's score is the
+        mean of its ``per_gene`` scores, so a kept gain is also the better score) and drops
+        the per-gene scores from ``rows``.
         """
-        best = max(rows, key=lambda r: r["score"])
-        if coexp is None:
-            return best
+        if not with_reference:
+            return max(rows, key=lambda r: r["score"])
         text = max((r for r in rows if r["reference"] == 0.0), key=lambda r: r["score"])
         with_ref = max((r for r in rows if r["reference"] > 0.0), key=lambda r: r["score"])
-        top = int(self.config.get("cv_top") or 0)
-
-        def per_gene(r: dict) -> np.ndarray:
-            kernel = grid_kernel(
-                self.vectors_, locus, r["gamma"], r["locus"], coexp, r["reference"]
-            )
-            return loo_gene_scores(kernel, fits, y, [r["lambda"]], top)[0][1]
-
         self.reference_gain_ = clear_gain(
-            per_gene(with_ref), per_gene(text), self.config.get("reference_min_gain_se", 1.0)
+            with_ref["per_gene"], text["per_gene"], self.config.get("reference_min_gain_se", 1.0)
         )
-        return with_ref if self.reference_gain_["keep"] and best is with_ref else text
+        for r in rows:
+            r.pop("per_gene", None)
+        return with_ref if self.reference_gain_["keep"] else text
 
     def _kernel(
         self,

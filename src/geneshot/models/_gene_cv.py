@@ -88,19 +88,6 @@ def text_kernel(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
     return c if gamma == 0 else np.exp(gamma * (c - 1.0))
 
 
-def grid_kernel(
-    vectors: np.ndarray,
-    locus: np.ndarray,
-    gamma: float,
-    weight: float,
-    coexp: np.ndarray | None = None,
-    ref_weight: float = 0.0,
-) -> np.ndarray:
-    """The seen genes' kernel at one grid point: text kernel + locus + co-expression terms."""
-    kernel = text_kernel(vectors, vectors, gamma) + weight * locus
-    return kernel + ref_weight * coexp if ref_weight else kernel
-
-
 def gene_cv(
     vectors: np.ndarray,
     locus: np.ndarray,
@@ -113,6 +100,7 @@ def gene_cv(
     top: int = 0,
     coexp: np.ndarray | None = None,
     coexp_weights: list[float] | None = None,
+    per_gene: bool = False,
 ) -> list[dict]:
     """Leave-one-gene-out score of every (gamma, locus weight, reference weight, lambda), closed form.
 
@@ -133,6 +121,8 @@ def gene_cv(
     coexp, coexp_weights
         ``(S, S)`` the seen genes' co-expression kernel in a reference, and the weights of it
         to try (default: none, weight 0).
+    per_gene
+        Also keep each scored gene's PCC ``(top,)`` in ``per_gene`` (for :func:`clear_gain`).
 
     Returns
     -------
@@ -144,17 +134,18 @@ def gene_cv(
     out = []
     grid = [(g, w, r) for g in gammas for w in weights for r in (coexp_weights or [0.0])]
     for gamma, weight, ref_weight in grid:
-        kernel = grid_kernel(vectors, locus, gamma, weight, coexp, ref_weight)
-        for lam, score in loo_scores(kernel, fits, targets, lambdas, top):
-            out.append(
-                {
-                    "gamma": float(gamma),
-                    "locus": float(weight),
-                    "reference": float(ref_weight),
-                    "lambda": float(lam),
-                    "score": score,
-                }
-            )
+        kernel = text_kernel(vectors, vectors, gamma) + weight * locus
+        if ref_weight:
+            kernel = kernel + ref_weight * coexp
+        for lam, r in loo_gene_scores(kernel, fits, targets, lambdas, top):
+            row = {
+                "gamma": float(gamma),
+                "locus": float(weight),
+                "reference": float(ref_weight),
+                "lambda": float(lam),
+                "score": float(r.mean()),
+            }
+            out.append({**row, "per_gene": r} if per_gene else row)
     return out
 
 
