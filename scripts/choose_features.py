@@ -178,6 +178,13 @@ SUPPORT_DEPARTURE_CANDIDATES: dict[str, dict] = {
     for fit in ("learned", "gcv")
     for name, cand in DEPARTURE_SCALE_CANDIDATES.items()
 }
+# ALIGN-ST's training episodes: the context genes fitted on half of the section's spots and
+# scored on the other half, or fitted on the other training sections and scored on this one
+SUPPORT_FROM_CANDIDATES: dict[str, dict] = {
+    "spots": {"train": {"support_from": "spots"}},
+    "sections": {"train": {"support_from": "sections"}},
+    "sections, 15 epochs": {"train": {"support_from": "sections", "max_epochs": 15}},
+}
 # SGN with and without the validation keep rule
 SGN_CANDIDATES: dict[str, dict] = {
     "sgn + keep rule": {"train": {}},
@@ -214,6 +221,7 @@ WHAT = {
     "departure-scale": (DEPARTURE_SCALE_CANDIDATES, CV_FITS_MODELS),
     "reference-departure": (DEPARTURE_SCALE_CANDIDATES, REFERENCE_MODELS),
     "support-departure": (SUPPORT_DEPARTURE_CANDIDATES, TRAINER_MODELS),
+    "support-from": (SUPPORT_FROM_CANDIDATES, CV_FITS_MODELS),
     "augment": (AUGMENT_CANDIDATES, AUGMENT_MODELS),
 }
 
@@ -321,7 +329,9 @@ def score_fold(
         fit_on = tr + stain_copies(tr, config, cache, **augment)
     out = {}
     for name, setting in models.items():
-        key = (tuple(train), name, json.dumps([train_config, model_config], sort_keys=True))
+        # a closed-form estimator ignores the trainer's settings: one fit serves every candidate
+        trains = None if MODEL_SPECS[name].kind == "estimator" else train_config
+        key = (tuple(train), name, json.dumps([trains, model_config], sort_keys=True))
         model = None if trained is None else trained.get(key)
         if model is None:
             model = train_model(
@@ -441,8 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         train_config = cand_cfg.pop("train", None)
         model_config = cand_cfg.pop("model", None)
         extra = {k: cand_cfg.pop(k) for k in ("augment", "adapter", "predict") if k in cand_cfg}
-        if "predict" in extra:
-            extra["trained"] = trained
+        extra["trained"] = trained
         averse = args.criterion == "loss-averse"
         if averse:
             extra["per_gene"] = True

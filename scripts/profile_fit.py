@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help='model config for every model, as JSON, e.g. \'{"support_fit": "gcv"}\'',
     )
+    ap.add_argument(
+        "--train-config",
+        type=json.loads,
+        default=None,
+        help='trainer settings for every torch model, as JSON, e.g. \'{"support_from": "sections"}\'',
+    )
     args = ap.parse_args(argv)
     data = args.data or Path(os.environ.get("GENESHOT_DATA", "")) / "her2st"
     if not data.is_dir():
@@ -75,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=False,
             cache=cache,
             model_config=args.model_config,
+            train_config=args.train_config,
         )
         profile.disable()
         print(f"## {name}: {time.perf_counter() - t0:.1f} s (fold without {args.test})")

@@ -379,3 +379,40 @@ def test_each_epochs_validation_predicts_with_the_common_pattern_it_will_keep():
     with torch.no_grad():
         final = model(slide, unseen, seen)
     assert torch.allclose(epoch, final, atol=1e-5)
+
+
+def test_sections_episodes_fit_on_the_other_sections_and_score_the_whole_section(monkeypatch):
+    """``support_from="sections"``: each step fits its context genes on the other training
+    sections' loss spots (never its own) and scores every loss spot of its section."""
+    from geneshot.models._align_st import AlignST
+
+    calls = []
+    forward = AlignST.forward
+
+    def spy(self, slide, genes, context=None, support=None, fit_on=None):
+        if self.training:
+            calls.append((slide.n_spots, support, None if fit_on is None else len(fit_on[0])))
+        return forward(self, slide, genes, context, support, fit_on)
+
+    monkeypatch.setattr(AlignST, "forward", spy)
+    data = planted(seed=0)
+    train_config = {**FIT, "time_budget_s": 0, "val_context": 100, "max_epochs": 3}
+    m = fit_planted(
+        "align-st", data, {**train_config, "support_from": "sections"}, **{**CONFIGS["align-st"], **KERNEL}
+    )
+    val = set(m.validation["slides"])
+    spots = [s.adata.n_obs for s in data[0]]
+    fitting = sum(n for i, n in enumerate(spots) if i not in val)
+    assert calls and all(support is None for _, support, _ in calls)
+    # the fits read every loss spot of the other fitting sections (the planted ones: 100 each)
+    assert all(rows == fitting - n for n, _, rows in calls)
+    _, test, pg, _, unseen = data
+    y = m.target.transform(test.adata, unseen)
+    depth = fit_planted("depth", planted(seed=0), {}, n_components=4)
+    assert mean_pcc(y, m.predict(test, pg, unseen, shrink=0.0)) > mean_pcc(
+        y, depth.predict(test, pg, unseen)
+    ) + 0.3
+
+    calls.clear()
+    with pytest.raises(InputError, match="support_from"):
+        fit_planted("align-st", data, {**train_config, "support_from": "genes"}, **{**CONFIGS["align-st"], **KERNEL})

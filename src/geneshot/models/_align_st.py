@@ -516,17 +516,30 @@ class AlignST(GeneExpressionModule):
         h = self.ndaife(slide.image, slide.nuclei) if h is None else h
         return self.kernel.spots(slide.image, self._spots(h, slide))
 
-    def _kernel_genes(self, genes: GeneInputs, context: GeneInputs | None, h: torch.Tensor, support) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gene weights ``(G, k + d)`` and biases ``(G,)`` over the kernel head's spot vectors."""
+    def kernel_spots(self, slide: SlideInputs) -> torch.Tensor:
+        """Kernel head: the spot vectors ``u`` ``(N, k + d)`` the seen genes are fitted on."""
+        return self._kernel_spots(slide)
+
+    def _kernel_genes(
+        self,
+        genes: GeneInputs,
+        context: GeneInputs | None,
+        h: torch.Tensor,
+        fit_on: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gene weights ``(G, k + d)`` and biases ``(G,)`` over the kernel head's spot vectors.
+
+        ``fit_on`` (training): spot vectors and the context genes' targets to fit them on;
+        None: the stored fits of the seen genes.
+        """
         if context is None or context.n_genes == 0:
             raise InputError(None, "ALIGN-ST's kernel head got no context genes", "pass the seen genes as context")
         z_all = self._embed_with_context(genes, context, h)
         if self.asig is not None:
             z_all = self.asig(z_all, z_all.shape[0])
         zq, zs = z_all[: genes.n_genes], z_all[genes.n_genes :]
-        if support is not None:  # training: fit the context genes on the given spots
-            u, y, fit = support
-            w = self.kernel.fit(u[fit], y[fit])
+        if fit_on is not None:  # training: fit the context genes on the given spots
+            w = self.kernel.fit(*fit_on)
         else:
             w = self.kernel.stored(context.ids)
         symbols = (genes.symbols, context.symbols)
@@ -537,8 +550,8 @@ class AlignST(GeneExpressionModule):
         # session 10 each epoch's validation ran with common_w still 0; that changed only
         # the logged plain PCC, not the selection: the gene-specific score removes each
         # spot's mean over the genes, and with it any common pattern
-        common = self.kernel.stored_common if support is None else None
-        final = support is None and self.kernel.final
+        common = self.kernel.stored_common if fit_on is None else None
+        final = fit_on is None and self.kernel.final
         scale = self.kernel.departure_scale if final else 1.0
         shrink = self.kernel.departure_shrink if final else 0.0
         weights, bias = self.kernel.gene_weights(
@@ -571,18 +584,22 @@ class AlignST(GeneExpressionModule):
         genes: GeneInputs,
         context: GeneInputs | None = None,
         support: tuple[torch.Tensor, torch.Tensor] | None = None,
+        fit_on: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Predicted expression ``(N, G)``; NDAIFE runs once for both sides.
 
-        ``support`` (kernel head, training): the context genes' targets ``(N, C)`` and the
-        spots ``(N,)`` bool to fit them on; without it the stored fits of the seen genes are
-        used.
+        Kernel head, training: ``support``, the context genes' targets ``(N, C)`` on this
+        slide and the spots ``(N,)`` bool to fit them on; or ``fit_on``, spot vectors
+        (:meth:`kernel_spots`) and the context genes' targets of spots elsewhere (other
+        sections). Without either, the stored fits of the seen genes are used.
         """
         h = self.ndaife(slide.image, slide.nuclei)
         if self.kernel is not None:
             u = self._kernel_spots(slide, h)
-            sup = None if support is None else (u, *support)
-            w, b = self._kernel_genes(genes, context, h, sup)
+            if support is not None:
+                y, fit = support
+                fit_on = (u[fit], y[fit])
+            w, b = self._kernel_genes(genes, context, h, fit_on)
             return u @ w.T + b
         w, b, heads = self._genes(genes, context, h)
         # kept for diagnostics (the trainer's gene-vector cosine) without a second text pass

@@ -27,7 +27,7 @@ import torch
 
 from geneshot._progress import progress_bar
 from geneshot.data import validation_split, validation_spot_mask
-from geneshot.errors import InputError
+from geneshot.errors import InputError, check_choice
 from geneshot.models import GeneInputs, gene_specific_loss, mse_pcc_loss
 from geneshot.train._distributed import (
     all_reduce_grads,
@@ -37,6 +37,9 @@ from geneshot.train._distributed import (
 )
 
 log = logging.getLogger(__name__)
+
+# where a kernel head's training step fits its context genes (TrainConfig.support_from)
+SUPPORT_FROM = ("spots", "sections")
 
 
 def _pcc_cols(y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -113,6 +116,7 @@ def _fit_torch(
     gm, slides, ys, genes, seen: list[str], names: list[str], device, progress: bool
 ) -> None:
     tc = gm.train_config
+    check_choice("support_from", tc.support_from, SUPPORT_FROM)
     rng = np.random.default_rng(tc.seed)
     n_genes = len(seen)
     if gm.setting == "zero-shot":
@@ -200,12 +204,19 @@ def _fit_torch(
             # the spots each slide fits its context genes on (support heads), drawn for every
             # slide of the step on every rank so that the ranks' random streams stay in step
             fits = {i: torch.from_numpy(rng.random(slides[i].n_spots) < 0.5).to(device) for i in step} if support else {}
+            across = support and tc.support_from == "sections" and len(fit_slides) > 1
             opt.zero_grad()
             for r, i in enumerate(step):
                 if r % world != rank:
                     continue
                 m = masks[i]
-                if support:
+                if across:
+                    ctx_cols = torch.from_numpy(ctx_idx).to(device)
+                    others = [j for j in fit_slides if j != i]
+                    u_fit = torch.cat([mod.kernel_spots(slides[j])[masks[j]] for j in others])
+                    y_fit = torch.cat([ys[j][masks[j]][:, ctx_cols] for j in others])
+                    pred = mod(slides[i], out_genes, ctx, fit_on=(u_fit, y_fit))
+                elif support:
                     ctx_cols = torch.from_numpy(ctx_idx).to(device)
                     pred = mod(slides[i], out_genes, ctx, support=(ys[i][:, ctx_cols], m & fits[i]))
                     m = m & ~fits[i]
