@@ -184,6 +184,14 @@ SUPPORT_FROM_CANDIDATES: dict[str, dict] = {
     "spots": {"train": {"support_from": "spots"}},
     "sections": {"train": {"support_from": "sections"}},
     "sections, 15 epochs": {"train": {"support_from": "sections", "max_epochs": 15}},
+    # the head's kernel parameters and spot scale barely leave their start at lr 1e-3 in 20
+    # steps; a larger step lets them move (validation keeps improving through 15 epochs)
+    "sections, lr 0.01, 15 epochs": {
+        "train": {"support_from": "sections", "max_epochs": 15, "lr": 0.01}
+    },
+    "sections, lr 0.03, 15 epochs": {
+        "train": {"support_from": "sections", "max_epochs": 15, "lr": 0.03}
+    },
 }
 # SGN with and without the validation keep rule
 SGN_CANDIDATES: dict[str, dict] = {

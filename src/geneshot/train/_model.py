@@ -158,8 +158,9 @@ _ALIGN_ST_KERNEL_TRAIN = {
     "keep_rule": False,
     # each step fits its context genes on the other training sections and scores its own,
     # as prediction carries the fits to a new section: won 4 of 5 outer folds of the nested
-    # CV against half-section episodes (session 15: inner loss-averse 0.1928 -> 0.1938,
-    # PCC@M 0.2072 -> 0.2080; scripts/choose_features.py --what support-from --criterion
+    # CV against half-section episodes, 3 of 5 with longer / faster training beside them
+    # (session 15: inner loss-averse 0.1928 -> 0.1938, PCC@M 0.2072 -> 0.2080; lr 0.01 for
+    # 15 epochs 0.1916; scripts/choose_features.py --what support-from --criterion
     # loss-averse --select-on align-st), at no extra time
     "support_from": "sections",
 }
