@@ -99,7 +99,8 @@ class TrainConfig:
     # heads that read the seen genes' fits (ALIGN-ST's kernel head): each step fits its
     # context genes on a random half of the section's loss spots and scores the other half
     # ("spots"), or on the other training sections' loss spots and scores the whole section
-    # ("sections": the fits carried to a section they never saw, as at prediction)
+    # ("sections": the fits carried to a section they never saw, as at prediction; with a
+    # single section to fit on, "spots")
     support_from: str = "spots"
 
     def to_dict(self) -> dict:
