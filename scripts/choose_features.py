@@ -25,7 +25,9 @@ scored by ``align-st`` alone; ``--what locus`` / ``--what kernel-start`` score A
 without the genes' locus kernel / with its kernel started at the gene CV's choice or at its
 config values / with its stored seen-gene fits at the learned penalty or at per-gene GCV
 penalties (``--what support-fit``), and with its common pattern from the stored fits' mean or
-its own GCV ridge (``--what common-fit``), the same way. ``--what cv-fits`` scores ``gene-kernel``
+its own GCV ridge (``--what common-fit``), and with its training steps fitting the seen genes on
+half of a section's spots or on the other training sections (``--what support-from``; scored
+beside ``gene-kernel``), the same way. ``--what cv-fits`` scores ``gene-kernel``
 and ALIGN-ST with the gene CV reading in-sample or out-of-section fits of the seen genes.
 ``--what departure-scale`` scores both with the departure from the common pattern scaled at
 prediction (:mod:`geneshot.models._gene_cv`); the scale changes nothing in training, so each
