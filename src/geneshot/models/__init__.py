@@ -4,7 +4,8 @@ Every torch model maps ``(SlideInputs, GeneInputs[, context GeneInputs])`` to an
 prediction; every estimator has ``fit(slides, targets, genes)`` and ``predict(slide, genes)``.
 """
 
-from geneshot.models._align_st import ALIGN_ST_DEFAULTS, ASIG, NDAIFE, PGGP, AlignST
+from geneshot.models._align_st import ASIG, NDAIFE, PGGP, AlignST
+from geneshot.models._align_st_config import ALIGN_ST_DEFAULTS
 from geneshot.models._base import Estimator, GeneExpressionModule
 from geneshot.models._estimators import (
     DepthEstimator,

@@ -9,7 +9,8 @@ from typing import Literal
 
 from geneshot.errors import InputError
 from geneshot.genes import N_COEXPRESSION_AXES
-from geneshot.models._align_st import ALIGN_ST_DEFAULTS, AlignST
+from geneshot.models._align_st import AlignST
+from geneshot.models._align_st_config import ALIGN_ST_DEFAULTS
 from geneshot.models._base import Estimator, GeneExpressionModule
 from geneshot.models._estimators import (
     DepthEstimator,

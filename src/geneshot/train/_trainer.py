@@ -27,7 +27,7 @@ import torch
 
 from geneshot._progress import progress_bar
 from geneshot.data import validation_split, validation_spot_mask
-from geneshot.errors import InputError, check_choice
+from geneshot.errors import InputError
 from geneshot.models import GeneInputs, gene_specific_loss, mse_pcc_loss
 from geneshot.train._distributed import (
     all_reduce_grads,
@@ -37,9 +37,6 @@ from geneshot.train._distributed import (
 )
 
 log = logging.getLogger(__name__)
-
-# where a kernel head's training step fits its context genes (TrainConfig.support_from)
-SUPPORT_FROM = ("spots", "sections")
 
 
 def _pcc_cols(y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -116,7 +113,6 @@ def _fit_torch(
     gm, slides, ys, genes, seen: list[str], names: list[str], device, progress: bool
 ) -> None:
     tc = gm.train_config
-    check_choice("support_from", tc.support_from, SUPPORT_FROM)
     rng = np.random.default_rng(tc.seed)
     n_genes = len(seen)
     if gm.setting == "zero-shot":
