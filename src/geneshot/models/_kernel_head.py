@@ -22,9 +22,10 @@ penalty and locus weight are set by the exact leave-one-gene-out CV of ``gene-ke
 (:func:`geneshot.models._gene_cv.gene_cv`) on its own initial fits of the training genes
 (:meth:`KernelHead.choose_start`); training moves them from there.
 
-In training the support genes are the step's context genes, fitted on half of the section's
-spots; the loss is on the other half, for the step's output genes: each step is a small
-zero-shot problem. At prediction the support is every seen gene, fitted once on all training
+In training the support genes are the step's context genes, fitted on the other training
+sections' spots (``TrainConfig.support_from="sections"``, ALIGN-ST's default) or on half of the
+section's spots (``"spots"``); the loss is on the section's (other) spots, for the step's output
+genes: each step is a small zero-shot problem. At prediction the support is every seen gene, fitted once on all training
 spots (:meth:`KernelHead.fit_support`, stored in the state dict). With ``support_fit="gcv"``
 those stored fits take a ridge penalty per gene chosen by generalised cross-validation over the
 training spots (as ``gene-kernel``'s fits): a seen gene whose map the image barely predicts is

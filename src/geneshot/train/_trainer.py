@@ -7,7 +7,10 @@ selection is on a HELD-OUT training section (``data.validation_split``; a spot h
 when there is a single training section) and, zero-shot, on held-out seen genes, scored
 gene-specifically: per-gene PCC after removing each spot's mean over the validation genes from
 both target and prediction, so that a model predicting only the shared per-spot pattern (what
-the ``depth`` control predicts) scores zero, however high its plain PCC.
+the ``depth`` control predicts) scores zero, however high its plain PCC. A head that reads the
+seen genes' fits (ALIGN-ST's kernel head) fits each step's context genes on the other training
+sections and is scored on its own (``support_from="sections"``), or on half of the section's
+spots and is scored on the other half (``"spots"``).
 
 Knobs reproducing the earlier trainer (one section per step, uniform gene draws, spot hold-out,
 selection on plain PCC): ``slides_per_step=1, gene_sampling="uniform", val_strategy="spots",
