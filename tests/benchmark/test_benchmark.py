@@ -270,6 +270,24 @@ def test_bad_config_is_an_input_error(tmp_path):
     assert cfg["methods"]["ridge"]["group"] == "supervised" and cfg["headline"] == "libsize"
 
 
+@pytest.mark.parametrize(
+    ("train_config", "needles"),
+    [
+        ({"support_form": "sections"}, ["methods.a.train_config", "unknown key", "support_from"]),
+        ({"support_from": "genes"}, ["methods.a.train_config", "support_from", "sections"]),
+        ("sections", ["methods.a.train_config", "not a mapping"]),
+    ],
+)
+def test_a_bad_train_config_fails_with_the_config(tmp_path, train_config, needles):
+    from geneshot.benchmark import resolve_config
+
+    path = tmp_path / "b.yaml"
+    with pytest.raises(InputError) as err:
+        resolve_config({"methods": {"a": {"model": "align-st", "train_config": train_config}}}, path)
+    msg = str(err.value)
+    assert all(n in msg for n in needles), msg
+
+
 def test_cli_missing_data_exits_2(tmp_path, monkeypatch):
     from click.testing import CliRunner
 

@@ -109,3 +109,11 @@ def test_a_bad_model_value_is_named_with_the_file(tmp_path, model, body, needle)
         validate_train_config({"model": body}, model, tmp_path / "cfg.yaml")
     msg = str(err.value)
     assert str(tmp_path / "cfg.yaml") in msg and needle in msg and f"model {model}" in msg
+
+
+def test_a_bad_train_value_is_named_with_the_file(tmp_path):
+    with pytest.raises(InputError) as err:
+        validate_train_config({"train": {"support_from": "genes"}}, "align-st", tmp_path / "cfg.yaml")
+    msg = str(err.value)
+    assert str(tmp_path / "cfg.yaml") in msg and "`train:`" in msg and "support_from" in msg
+    assert "sections" in msg  # the fix names the valid values

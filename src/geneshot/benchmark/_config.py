@@ -113,15 +113,36 @@ def _method_spec(name: str, raw: Any, source: Any) -> dict:
             f"methods.{name} has unknown field(s) {unknown}",
             "use model, setting, group, model_config, train_config, train_targets, label",
         )
+    train_config = raw.get("train_config") or {}
+    _check_train_config(f"methods.{name}.train_config", train_config, source)
     return {
         "model": model,
         "setting": setting,
         "group": group,
         "label": raw.get("label", name),
         "model_config": dict(raw.get("model_config") or {}),
-        "train_config": dict(raw.get("train_config") or {}),
+        "train_config": dict(train_config),
         "train_targets": raw.get("train_targets"),
     }
+
+
+def _check_train_config(field: str, train_config: Any, source: Any) -> None:
+    """Trainer settings: a mapping of :class:`~geneshot.train.TrainConfig`'s keys to valid values.
+
+    Checked with the config, so that a typo fails before any section is read or model trained.
+    """
+    from geneshot.train import TrainConfig
+
+    if not isinstance(train_config, dict):
+        raise InputError(source, f"{field} is not a mapping", f"write `{field.split('.')[-1]}: {{key: value}}`")
+    known = sorted(f.name for f in dataclasses.fields(TrainConfig))
+    unknown = sorted(set(train_config) - set(known))
+    if unknown:
+        raise InputError(source, f"{field} has unknown key(s) {unknown}", f"use TrainConfig's keys: {', '.join(known)}")
+    try:
+        TrainConfig(**train_config)
+    except InputError as err:
+        raise InputError(source, f"{field}: {err.problem}", err.fix) from None
 
 
 # mapping-valued fields whose keys are fixed (``methods`` / ``ablations`` are named by the user)

@@ -81,6 +81,10 @@ def validate_train_config(cfg: object, model_name: str, path: Path | None = None
         create_model(model_name, **out["model"])
     except InputError as err:
         raise InputError(path, f"`model:` (model {model_name}): {err.problem}", err.fix) from None
+    try:  # and the trainer's
+        TrainConfig(**out["train"])
+    except InputError as err:
+        raise InputError(path, f"`train:`: {err.problem}", err.fix) from None
     return out
 
 
