@@ -25,8 +25,8 @@ penalty and locus weight are set by the exact leave-one-gene-out CV of ``gene-ke
 In training the support genes are the step's context genes, fitted on the other training
 sections' spots (``TrainConfig.support_from="sections"``, ALIGN-ST's default) or on half of the
 section's spots (``"spots"``); the loss is on the section's (other) spots, for the step's output
-genes: each step is a small zero-shot problem. At prediction the support is every seen gene, fitted once on all training
-spots (:meth:`KernelHead.fit_support`, stored in the state dict). With ``support_fit="gcv"``
+genes: each step is a small zero-shot problem. At prediction the support is every seen gene,
+fitted once on all training spots (:meth:`KernelHead.fit_support`, stored in the state dict). With ``support_fit="gcv"``
 those stored fits take a ridge penalty per gene chosen by generalised cross-validation over the
 training spots (as ``gene-kernel``'s fits): a seen gene whose map the image barely predicts is
 shrunk toward its mean instead of passing its noise on to its neighbours in gene space.

@@ -201,22 +201,23 @@ def _fit_torch(
             ctx = None if ctx_idx is None else gin.select(torch.from_numpy(ctx_idx))
             cols = torch.from_numpy(pick).to(device)
             # the spots each slide fits its context genes on (support heads), drawn for every
-            # slide of the step on every rank so that the ranks' random streams stay in step
+            # slide of the step on every rank so that the ranks' random streams stay in step;
+            # drawn under support_from="sections" too (unused there), so that both modes draw
+            # the same genes step by step
             fits = {i: torch.from_numpy(rng.random(slides[i].n_spots) < 0.5).to(device) for i in step} if support else {}
             across = support and tc.support_from == "sections" and len(fit_slides) > 1
+            ctx_cols = torch.from_numpy(ctx_idx).to(device) if support else None
             opt.zero_grad()
             for r, i in enumerate(step):
                 if r % world != rank:
                     continue
                 m = masks[i]
                 if across:
-                    ctx_cols = torch.from_numpy(ctx_idx).to(device)
                     others = [j for j in fit_slides if j != i]
                     u_fit = torch.cat([mod.kernel_spots(slides[j])[masks[j]] for j in others])
                     y_fit = torch.cat([ys[j][masks[j]][:, ctx_cols] for j in others])
                     pred = mod(slides[i], out_genes, ctx, fit_on=(u_fit, y_fit))
                 elif support:
-                    ctx_cols = torch.from_numpy(ctx_idx).to(device)
                     pred = mod(slides[i], out_genes, ctx, support=(ys[i][:, ctx_cols], m & fits[i]))
                     m = m & ~fits[i]
                 else:
