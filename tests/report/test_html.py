@@ -45,3 +45,52 @@ def test_write_report_escapes_and_embeds(tmp_path):
     html = p.read_text()
     assert "NOT MET &lt;b&gt;" in html and "class='verdict notmet'" in html
     assert html.count("data:image/png;base64,") == 1 and "<script" not in html
+
+
+def test_maps_come_with_how_alike_they_are_in_the_report_and_a_csv(tmp_path):
+    from geneshot.benchmark import resolve_config
+    from geneshot.report import write_benchmark
+
+    cfg = resolve_config({"methods": {"depth": {}}})
+    rng = np.random.default_rng(1)
+    measured = rng.normal(size=(30, 3))
+    alike = np.repeat(rng.normal(size=(30, 1)), 3, axis=1) + 0.01 * rng.normal(size=(30, 3))
+    maps = [
+        {
+            "fold": "f0",
+            "section": "S1",
+            "image_path": None,
+            "xy": rng.uniform(0, 500, size=(30, 2)),
+            "spot_diameter": 20.0,
+            "genes": ["ERBB2", "KRT19", "COL1A1"],
+            "values": {"measured": measured, "model": alike},
+            "convention": "libsize",
+        }
+    ]
+    agg = {
+        "verdict": "v",
+        "main": pd.DataFrame(),
+        "results": pd.DataFrame(),
+        "paired": pd.DataFrame(),
+        "ablations": pd.DataFrame(),
+        "per_gene": {},
+        "hpg_note": "",
+    }
+    prov = {
+        "split": {"name": "loso", "id": "abc", "n_folds": 1},
+        "machine": {"cores": 2, "cpu": "x"},
+        "config": cfg,
+        "date": "today",
+        "timings_s": {"total": 1.0},
+        "trained": [],
+        "loaded": [],
+    }
+    files = write_benchmark(tmp_path, agg, cfg, prov, maps)
+    sim = pd.read_csv(files["map_similarity"])
+    assert len(sim) == 6 and set(sim["kind"]) == {"measured", "model"}
+    assert (sim.loc[sim["kind"] == "model", "pcc"] > 0.99).all()
+    assert (sim.loc[sim["kind"] == "measured", "pcc"].abs() < 0.6).all()
+    md = files["results_md"].read_text()
+    assert "How alike the maps are" in md and "ERBB2–KRT19" in md
+    html = files["report"].read_text()
+    assert "How alike the maps of S1 are" in html and "ERBB2–KRT19" in html

@@ -17,6 +17,7 @@ from geneshot.metrics._correlation import (
     summarise,
 )
 from geneshot.metrics._evaluate import evaluate_predictions
+from geneshot.metrics._maps import map_similarity
 from geneshot.metrics._stats import bootstrap_ci, bootstrap_ci_hierarchical, paired_test
 from geneshot.metrics._subsets import (
     HPG_NOTE,
@@ -39,6 +40,7 @@ __all__ = [
     "hpg_select",
     "loss_averse_score",
     "mae",
+    "map_similarity",
     "miss_share",
     "n_misses",
     "mse",

@@ -16,7 +16,13 @@ import pandas as pd
 
 from geneshot.cache import atomic_path
 from geneshot.report._maps import plot_gene_maps
-from geneshot.report._tables import detail_table, notes, table1
+from geneshot.report._tables import (
+    detail_table,
+    map_similarity_table,
+    map_similarity_wide,
+    notes,
+    table1,
+)
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +199,12 @@ def write_report(
                 parts.append(
                     f"<p class='note'>maps of {html.escape(m['section'])} failed: {html.escape(str(err))}</p>"
                 )
+            if len(m["genes"]) >= 2:
+                parts += [
+                    f"<p>How alike the maps of {html.escape(m['section'])} are (pairwise PCC "
+                    "over its spots; the measured row is the yardstick):</p>",
+                    _table(map_similarity_wide(map_similarity_table([m]))),
+                ]
     parts += (
         ["<h2>Notes</h2><ul>"] + [f"<li>{html.escape(n)}</li>" for n in notes(cfg, agg)] + ["</ul>"]
     )

@@ -19,7 +19,8 @@ def write_benchmark(
     html: bool = True,
 ) -> dict[str, Path]:
     """Write ``results.csv``, ``results.md``, per-gene / paired / ablation tables,
-    ``provenance.json`` and (``html=True``) ``report.html`` under ``out``.
+    ``provenance.json``, ``map_similarity.csv`` (with ``maps``) and (``html=True``)
+    ``report.html`` under ``out``.
 
     Parameters
     ----------
@@ -43,7 +44,7 @@ def write_benchmark(
         Name -> path of everything written.
     """
     out = Path(out)
-    files = write_tables(agg, cfg, out, provenance)
+    files = write_tables(agg, cfg, out, provenance, maps)
     if html:
         files["report"] = write_report(out / "report.html", agg, cfg, provenance, maps)
     return files

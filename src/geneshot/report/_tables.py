@@ -8,6 +8,7 @@ Nothing here runs or imports the benchmark.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pandas as pd
 
 from geneshot.cache import atomic_path, write_json_atomic
 from geneshot.errors import InputError
-from geneshot.metrics import MISS_MARGIN
+from geneshot.metrics import MISS_MARGIN, map_similarity
 
 
 def format_table(df: pd.DataFrame, floatfmt: str = ".3f", index: bool = True) -> str:
@@ -169,8 +170,35 @@ def read_per_gene(
     return table.loc[table["n_folds"] == table["n_folds"].max(), "r_per_section"]
 
 
-def write_tables(agg: dict, cfg: dict, out: Path, provenance: dict) -> dict[str, Path]:
-    """``results.csv``, ``results.md``, per-gene tables, ablations, paired tests, provenance."""
+def map_similarity_table(maps: Sequence[dict]) -> pd.DataFrame:
+    """Pairwise correlation of the map genes' maps, per test section and kind of map.
+
+    ``maps``: the benchmark's map inputs (``fold``, ``section``, ``genes`` and ``values``:
+    ``"measured"`` and each map method's predictions). Long format: ``fold``, ``section``,
+    ``kind``, ``gene_a``, ``gene_b``, ``pcc`` (:func:`geneshot.metrics.map_similarity`).
+    """
+    parts = [
+        map_similarity(m["values"], m["genes"]).assign(fold=m["fold"], section=m["section"])
+        for m in maps
+        if len(m["genes"]) >= 2
+    ]
+    cols = ["fold", "section", "kind", "gene_a", "gene_b", "pcc"]
+    return pd.concat(parts)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def map_similarity_wide(long: pd.DataFrame) -> pd.DataFrame:
+    """One section's :func:`map_similarity_table` rows as kinds x gene pairs (kinds in order)."""
+    pair = long["gene_a"] + "–" + long["gene_b"]
+    wide = long.assign(pair=pair).pivot(index="kind", columns="pair", values="pcc")
+    return wide.loc[list(dict.fromkeys(long["kind"])), list(dict.fromkeys(pair))].reset_index()
+
+
+def write_tables(
+    agg: dict, cfg: dict, out: Path, provenance: dict, maps: Sequence[dict] = ()
+) -> dict[str, Path]:
+    """``results.csv``, ``results.md``, per-gene tables, ablations, paired tests, provenance,
+    and with ``maps`` the pairwise correlation of the mapped genes' maps
+    (``map_similarity.csv``)."""
     files: dict[str, Path] = {}
     res = agg["results"].drop(columns=["hpg_genes"], errors="ignore")
     files["results_csv"] = out / "results.csv"
@@ -221,6 +249,20 @@ def write_tables(agg: dict, cfg: dict, out: Path, provenance: dict) -> dict[str,
             format_table(agg["ablations"], index=False),
             "",
         ]
+    sim = map_similarity_table(maps)
+    if not sim.empty:
+        files["map_similarity"] = out / "map_similarity.csv"
+        with atomic_path(files["map_similarity"]) as tmp:
+            sim.to_csv(tmp, index=False)
+        lines += [
+            "## How alike the maps are (pairwise PCC over the test section's spots)",
+            "",
+            "A model that draws only the tissue's common pattern draws every gene alike; "
+            "the measured row says how alike the genes really are.",
+            "",
+        ]
+        for (fid, section), df in sim.groupby(["fold", "section"], sort=False):
+            lines += [f"{section} (fold {fid}):", "", format_table(map_similarity_wide(df), index=False), ""]
     lines += ["## Notes", ""] + [f"- {n}" for n in notes(cfg, agg)]
     t = provenance["timings_s"]
     lines += [
