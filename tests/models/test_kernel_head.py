@@ -369,7 +369,9 @@ def test_each_epochs_validation_predicts_with_the_common_pattern_it_will_keep():
     seen, unseen, slide, y, every = _support_task()
     cfg = {**TINY["align-st"], **KERNEL, "n_support": 8, "common_fit": "gcv"}
     torch.manual_seed(0)
-    model = create_model("align-st", **cfg, departure_scale=1.0, departure_shrink=0.0).eval()
+    model = create_model(
+        "align-st", **cfg, support_fit="learned", departure_scale=1.0, departure_shrink=0.0
+    ).eval()
     model.set_anchor(slide.image.numpy())
     model.fit_support([slide], [y], [every])  # an epoch's fits, for validation
     assert model.kernel.common_w.abs().sum() > 0
