@@ -195,6 +195,14 @@ SUPPORT_FROM_CANDIDATES: dict[str, dict] = {
         "train": {"support_from": "sections", "max_epochs": 15, "lr": 0.03}
     },
 }
+# how many principal components of the image features the seen genes' fits read (never chosen
+# before session 16: 256 since the first session): ALIGN-ST's spot anchors, gene-kernel's PCA
+ANCHOR_CANDIDATES: dict[str, dict] = {
+    f"{k} components": {"model": {"kernel_anchor": k}} for k in (128, 256, 512)
+}
+COMPONENTS_CANDIDATES: dict[str, dict] = {
+    f"{k} components": {"model": {"n_components": k}} for k in (128, 256, 512)
+}
 # SGN with and without the validation keep rule
 SGN_CANDIDATES: dict[str, dict] = {
     "sgn + keep rule": {"train": {}},
@@ -232,6 +240,8 @@ WHAT = {
     "reference-departure": (DEPARTURE_SCALE_CANDIDATES, REFERENCE_MODELS),
     "support-departure": (SUPPORT_DEPARTURE_CANDIDATES, TRAINER_MODELS),
     "support-from": (SUPPORT_FROM_CANDIDATES, CV_FITS_MODELS),
+    "anchor": (ANCHOR_CANDIDATES, TRAINER_MODELS),
+    "components": (COMPONENTS_CANDIDATES, {"gene-kernel": "zero-shot"}),
     "augment": (AUGMENT_CANDIDATES, AUGMENT_MODELS),
 }
 

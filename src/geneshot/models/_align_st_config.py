@@ -66,7 +66,11 @@ ALIGN_ST_DEFAULTS: dict = {
     # `align-st-paper`). The kernel head won 5 of 5 outer folds of the nested CV
     # (scripts/choose_features.py --what head, BENCHMARKS.md).
     "head": "kernel",
-    "kernel_anchor": 256,  # principal components of the image features in the spot vector
+    # principal components of the image features in the spot vector: 128 won 3 of 5 outer
+    # folds of the nested CV against 256 and 512 (session 16; loss-averse 0.1925 / 0.1929 /
+    # 0.1886, PCC@M 0.2038 / 0.2062 / 0.2016; scripts/choose_features.py --what anchor
+    # --criterion loss-averse --select-on align-st; BENCHMARKS.md)
+    "kernel_anchor": 128,
     "kernel_gamma": 10.0,  # initial sharpness of the text kernel (learned)
     "kernel_lambda": 0.1,  # initial ridge penalty in gene space (learned)
     "ridge_alpha": 1e-3,  # initial ridge penalty of the support fits (learned)

@@ -187,6 +187,10 @@ MODELS: dict[str, ModelSpec] = {
                 # departure-scale --criterion loss-averse --select-on gene-kernel)
                 "departure_scale": 8.0,
                 "departure_shrink": 3.2,
+                # 512 principal components won 3 of 5 outer folds of the nested CV against 128
+                # and 256 (session 16; loss-averse 0.1928 / 0.1932 / 0.1936; choose_features.py
+                # --what components --criterion loss-averse --select-on gene-kernel)
+                "n_components": 512,
             },
             "Zero-shot baseline: ridge on seen genes, carried to any gene by kernel ridge over the gene encoder's pooled-vector cosine plus the genes' locus kernel (weights and lambda by gene CV; departure from the common pattern scaled by nested CV)",
             zero_shot=True,
