@@ -197,12 +197,12 @@ SUPPORT_FROM_CANDIDATES: dict[str, dict] = {
 }
 # how many principal components of the image features the seen genes' fits read (never chosen
 # before session 16: 256 since the first session): ALIGN-ST's spot anchors, gene-kernel's PCA
-ANCHOR_CANDIDATES: dict[str, dict] = {
-    f"{k} components": {"model": {"kernel_anchor": k}} for k in (128, 256, 512)
-}
-COMPONENTS_CANDIDATES: dict[str, dict] = {
-    f"{k} components": {"model": {"n_components": k}} for k in (128, 256, 512)
-}
+def _component_candidates(key: str) -> dict[str, dict]:
+    return {f"{k} components": {"model": {key: k}} for k in (128, 256, 512)}
+
+
+ANCHOR_CANDIDATES = _component_candidates("kernel_anchor")
+COMPONENTS_CANDIDATES = _component_candidates("n_components")
 # SGN with and without the validation keep rule
 SGN_CANDIDATES: dict[str, dict] = {
     "sgn + keep rule": {"train": {}},

@@ -15,16 +15,13 @@ import numpy as np
 import pandas as pd
 
 from geneshot.errors import InputError
+from geneshot.metrics._correlation import _column_pearson
 
 
 def _pcc(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation over the spots where both are finite (NaN if either is flat)."""
+    """The metrics' Pearson rule over the spots where both maps are finite."""
     ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3:
-        return float("nan")
-    a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
-    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else float("nan")
+    return float(_column_pearson(a[ok, None], b[ok, None])[0])
 
 
 def map_similarity(values: Mapping[str, np.ndarray], genes: list[str]) -> pd.DataFrame:
