@@ -170,6 +170,16 @@ def test_outputs_exist_and_are_well_formed(first_run):
     assert "NOT MET" in res.verdict or " MET " in res.verdict
     # no permuted-text / sgn in the smoke config: the verdict says it cannot judge them
     assert "not judged" in res.verdict and "SGN" in res.verdict
+    # the config's acceptance, judged from this run's own tables and maps
+    acc = pd.read_csv(out / "acceptance.csv").set_index("criterion")
+    ref = main[(main["method"] == "align-st") & (main["convention"] == "libsize")].iloc[0]
+    assert acc.loc["align-st PCC@M", "value"] == pytest.approx(ref["pcc_m_section"])
+    assert acc.loc["align-st PCC@M", "holds"] == ("yes" if ref["pcc_m_section"] >= 0 else "no")
+    assert len(acc) == 5 and (acc["holds"].iloc[:4] != "not judged").all()
+    # the tiny model's maps may be flat (PCC NaN): then the point says so instead of passing
+    maps = acc.loc["align-st's maps ERBB2–KRT19 on C2 (PCC)"]
+    assert maps["holds"] == ("not judged" if np.isnan(maps["value"]) else "yes" if maps["value"] < 0.8 else "no")
+    assert "Acceptance (config `acceptance`)" in md
     paired = pd.read_csv(out / "paired.csv")
     assert set(paired["method_b"]) == {"text-knn", "depth", "ridge"}
     # the genes align-st drags more than 0.05 below each other method, from the per-gene table

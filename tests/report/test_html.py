@@ -94,3 +94,43 @@ def test_maps_come_with_how_alike_they_are_in_the_report_and_a_csv(tmp_path):
     assert "How alike the maps are" in md and "ERBB2–KRT19" in md
     html = files["report"].read_text()
     assert "How alike the maps of S1 are" in html and "ERBB2–KRT19" in html
+
+
+def test_the_acceptance_table_is_written_beside_the_verdict(tmp_path):
+    from geneshot.benchmark import resolve_config
+    from geneshot.report import write_benchmark
+
+    cfg = resolve_config({"methods": {"depth": {}}})
+    table = pd.DataFrame(
+        {
+            "criterion": ["align-st PCC@M", "align-st's maps ERBB2–KRT19 on C2 (PCC)"],
+            "value": [0.21, 0.96],
+            "needed": [">= 0.2", "< 0.8"],
+            "holds": ["yes", "no"],
+        }
+    )
+    agg = {
+        "verdict": "v",
+        "main": pd.DataFrame(),
+        "results": pd.DataFrame(),
+        "paired": pd.DataFrame(),
+        "ablations": pd.DataFrame(),
+        "per_gene": {},
+        "hpg_note": "",
+        "acceptance": table,
+    }
+    prov = {
+        "split": {"name": "loso", "id": "abc", "n_folds": 1},
+        "machine": {"cores": 2, "cpu": "x"},
+        "config": cfg,
+        "date": "today",
+        "timings_s": {"total": 1.0},
+        "trained": [],
+        "loaded": [],
+    }
+    files = write_benchmark(tmp_path, agg, cfg, prov)
+    assert pd.read_csv(files["acceptance"])["holds"].tolist() == ["yes", "no"]
+    line = "1 of 2 points hold; not: align-st's maps ERBB2–KRT19 on C2 (PCC) 0.960 (needed < 0.8)"
+    assert line in files["results_md"].read_text()
+    html = files["report"].read_text()
+    assert "<h2>Acceptance" in html and "ERBB2–KRT19 on C2" in html

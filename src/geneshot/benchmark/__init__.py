@@ -1,4 +1,4 @@
-"""The honest benchmark: config schema, fold planning, runner + result store, statistics, verdict.
+"""The honest benchmark: config schema, fold planning, runner + result store, statistics, verdict, acceptance.
 
 Tables and the HTML report come from :func:`geneshot.report.write_benchmark`, which takes
 the result of :func:`run_benchmark` as data::
@@ -7,6 +7,7 @@ the result of :func:`run_benchmark` as data::
     write_benchmark(out, res.aggregate, res.config, res.provenance, res.maps)
 """
 
+from geneshot.benchmark._acceptance import acceptance, acceptance_summary
 from geneshot.benchmark._aggregate import aggregate
 from geneshot.benchmark._config import DEFAULT_CONFIG, resolve_config
 from geneshot.benchmark._fold import code_hash, run_key
@@ -18,6 +19,8 @@ __all__ = [
     "DEFAULT_CONFIG",
     "BenchmarkResult",
     "FoldPlan",
+    "acceptance",
+    "acceptance_summary",
     "aggregate",
     "code_hash",
     "plan_folds",

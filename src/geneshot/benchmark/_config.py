@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from geneshot.benchmark._acceptance import check_acceptance_config
 from geneshot.data import TARGET_KINDS
 from geneshot.errors import InputError
 from geneshot.models import MODELS
@@ -55,6 +56,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "map_methods": None,  # None = reference, "sgn" and the supervised ceiling when present
     "map_folds": ["first"],
     "quality_goal": {"pcc_m": 0.26, "vs_sgn": 1.3, "vs_permuted": 1.5},
+    # an issue's acceptance, judged on every run (benchmark/_acceptance.py; None = none)
+    "acceptance": None,
 }
 
 
@@ -241,6 +244,7 @@ def resolve_config(config: dict | str | os.PathLike | None, source: Any = None) 
             "list at least one method, e.g. `methods: {align-st: {model: align-st}}`",
         )
     cfg["methods"] = {str(n): _method_spec(str(n), m, source) for n, m in cfg["methods"].items()}
+    check_acceptance_config(cfg["acceptance"], list(cfg["methods"]), source)
     needs = [n for n, m in cfg["methods"].items() if MODELS[m["model"]].needs_reference]
     if needs and not cfg["expression_reference"]:
         raise InputError(

@@ -29,6 +29,7 @@ import pandas as pd
 
 from geneshot._constants import Key
 from geneshot._progress import progress_bar
+from geneshot.benchmark._acceptance import acceptance
 from geneshot.benchmark._aggregate import aggregate
 from geneshot.benchmark._config import resolve_config
 from geneshot.benchmark._fold import RunState, run_fold
@@ -45,7 +46,8 @@ class BenchmarkResult:
 
     ``aggregate``, ``config``, ``provenance`` and ``maps`` are the inputs of
     :func:`geneshot.report.write_benchmark`, which writes ``results.csv``, ``results.md``
-    and ``report.html``; ``files`` lists what was written.
+    and ``report.html``; ``files`` lists what was written. ``acceptance`` judges the config's
+    ``acceptance`` field (also ``aggregate["acceptance"]``; empty without one).
     """
 
     out: Path
@@ -61,6 +63,7 @@ class BenchmarkResult:
     config: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     maps: list[dict] = field(default_factory=list)
+    acceptance: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _machine() -> dict:
@@ -175,6 +178,7 @@ def run_benchmark(
         state.timings[f"fold {fid}"] = round(time.perf_counter() - t0, 1)
 
     agg = aggregate(state.records, cfg)
+    agg["acceptance"] = acceptance(agg["results"], agg["paired"], state.maps, cfg)
     state.timings["total"] = round(time.perf_counter() - t_start, 1)
     provenance = {
         "command": command or " ".join(sys.argv),
@@ -206,4 +210,5 @@ def run_benchmark(
         config=cfg,
         provenance=provenance,
         maps=state.maps,
+        acceptance=agg["acceptance"],
     )

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geneshot.benchmark import acceptance_summary
 from geneshot.cache import atomic_path
 from geneshot.report._maps import plot_gene_maps
 from geneshot.report._tables import (
@@ -147,6 +148,15 @@ def write_report(
         f"{provenance['split']['n_folds']} folds); {cfg['gene_split']['n_unseen']} unseen genes ({html.escape(cfg['gene_split']['kind'])} split on training sections); "
         f"headline targets <b>{cfg['headline']}</b>.</p>",
         f"<p class='verdict {cls}'>{html.escape(verdict)}</p>",
+    ]
+    accept = agg.get("acceptance")
+    if accept is not None and not accept.empty:
+        parts += [
+            "<h2>Acceptance (config <code>acceptance</code>)</h2>",
+            f"<p>{html.escape(acceptance_summary(accept))}</p>",
+            _table(accept, "{:.4g}"),
+        ]
+    parts += [
         "<h2>Table 1</h2>",
         _table(table1(agg, cfg)),
         "<h2>All metrics, both pooling conventions, 95% intervals</h2>",

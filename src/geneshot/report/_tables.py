@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geneshot.benchmark import acceptance_summary
 from geneshot.cache import atomic_path, write_json_atomic
 from geneshot.errors import InputError
 from geneshot.metrics import MISS_MARGIN, map_similarity
@@ -222,6 +223,21 @@ def write_tables(
         "",
         f"**Verdict.** {agg['verdict']}",
         "",
+    ]
+    accept = agg.get("acceptance")
+    if accept is not None and not accept.empty:
+        files["acceptance"] = out / "acceptance.csv"
+        with atomic_path(files["acceptance"]) as tmp:
+            accept.to_csv(tmp, index=False)
+        lines += [
+            "## Acceptance (config `acceptance`)",
+            "",
+            acceptance_summary(accept),
+            "",
+            format_table(accept, floatfmt=".4g", index=False),
+            "",
+        ]
+    lines += [
         "## Table 1 (per-section PCC, mean over folds)",
         "",
         format_table(table1(agg, cfg), index=False),

@@ -1,0 +1,163 @@
+"""An issue's acceptance declared in the config and judged from the run's own tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from geneshot.benchmark import acceptance, acceptance_summary, resolve_config
+from geneshot.errors import InputError
+
+METHODS = ("align-st", "gene-kernel", "permuted-text", "depth", "ridge")
+SPEC = {
+    "pcc_m": 0.20,
+    "ratio": {"permuted-text": 1.5},
+    "above": {"gene-kernel": None, "depth": 0.01},
+    "mse_at_most": ["depth"],
+    "maps_below": {"genes": ["ERBB2", "KRT19", "COL1A1"], "pcc": 0.8},
+}
+
+
+def _cfg(spec=SPEC) -> dict:
+    methods = {m: {} for m in METHODS}
+    methods["ridge"] = {"setting": "supervised"}
+    return resolve_config({"methods": methods, "acceptance": spec})
+
+
+def _results(pcc: dict, mse: dict) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "method": m,
+                "model": m,
+                "label": m,
+                "group": "supervised" if m == "ridge" else "zero-shot",
+                "setting": "supervised" if m == "ridge" else "zero-shot",
+                "trained_on": "libsize",
+                "convention": "libsize",
+                "pcc_m_section": pcc[m],
+                "mse": mse[m],
+                "n_folds": 5,
+            }
+            for m in pcc
+        ]
+    )
+
+
+def _paired(p_depth: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "convention": "libsize",
+                "trained_on": "libsize",
+                "method_a": "align-st",
+                "method_b": b,
+                "p_wilcoxon": p,
+            }
+            for b, p in (("gene-kernel", 0.5), ("depth", p_depth))
+        ]
+    )
+
+
+def _maps(erbb2_like_krt19: bool) -> list[dict]:
+    """C2's maps: ERBB2 a copy of KRT19 (one common pattern) or its own pattern."""
+    rng = np.random.default_rng(0)
+    krt19, col1a1, own = rng.normal(size=(3, 200))
+    erbb2 = krt19 + 0.01 * own if erbb2_like_krt19 else own
+    genes = ["ERBB2", "KRT19", "COL1A1", "IGKC"]
+    values = np.column_stack([erbb2, krt19, col1a1, rng.normal(size=200)])
+    return [
+        {
+            "fold": "f0",
+            "section": "C2",
+            "genes": genes,
+            "values": {"measured": values, "align-st": values},
+        }
+    ]
+
+
+GOOD = dict(
+    pcc={
+        "align-st": 0.25,
+        "gene-kernel": 0.22,
+        "permuted-text": 0.13,
+        "depth": 0.13,
+        "ridge": 0.32,
+    },
+    mse={"align-st": 2.5, "gene-kernel": 2.5, "permuted-text": 2.6, "depth": 2.6, "ridge": 0.4},
+)
+
+
+def test_every_point_holds_on_a_run_that_meets_them():
+    table = acceptance(_results(**GOOD), _paired(1e-4), _maps(False), _cfg())
+    assert list(table.columns) == ["criterion", "value", "needed", "holds"]
+    # pcc, ratio, above gene-kernel, above depth (mean and paired), mse, 3 map pairs
+    assert len(table) == 9 and (table["holds"] == "yes").all()
+    assert acceptance_summary(table).startswith(
+        "Acceptance (config `acceptance`): 9 of 9 points hold"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "failing"),
+    [
+        ({"pcc": {"align-st": 0.199, "gene-kernel": 0.19}}, "align-st PCC@M"),
+        ({"pcc": {"gene-kernel": 0.26}}, "align-st PCC@M minus gene-kernel's"),
+        ({"pcc": {"permuted-text": 0.2}}, "align-st PCC@M / permuted-text's"),
+        ({"mse": {"align-st": 2.7}}, "align-st MSE"),
+    ],
+)
+def test_a_point_that_misses_is_named(change, failing):
+    run = {k: {**GOOD[k], **change.get(k, {})} for k in GOOD}
+    table = acceptance(_results(**run), _paired(1e-4), _maps(False), _cfg())
+    assert table.loc[table["holds"] == "no", "criterion"].tolist() == [failing]
+    assert f"not: {failing}" in acceptance_summary(table)
+
+
+def test_the_paired_test_and_the_maps_are_judged():
+    table = acceptance(_results(**GOOD), _paired(0.03), _maps(True), _cfg())
+    bad = table.loc[table["holds"] == "no", "criterion"].tolist()
+    assert bad == [
+        "align-st above depth per gene (paired Wilcoxon p)",
+        "align-st's maps ERBB2–KRT19 on C2 (PCC)",
+    ]
+    row = table.set_index("criterion").loc["align-st's maps ERBB2–KRT19 on C2 (PCC)"]
+    assert row["value"] > 0.99
+
+
+def test_points_without_a_result_are_not_judged():
+    run = {k: {m: v for m, v in GOOD[k].items() if m != "depth"} for k in GOOD}
+    table = acceptance(_results(**run), pd.DataFrame(), [], _cfg())
+    unjudged = table.loc[table["holds"] == "not judged", "criterion"].tolist()
+    assert "align-st PCC@M minus depth's" in unjudged and "align-st MSE" in unjudged
+    assert any("maps" in c for c in unjudged)
+    assert "not judged (no result)" in acceptance_summary(table)
+
+
+def test_no_acceptance_field_gives_an_empty_table():
+    table = acceptance(_results(**GOOD), _paired(1e-4), _maps(False), _cfg(None))
+    assert table.empty and acceptance_summary(table) == ""
+
+
+@pytest.mark.parametrize(
+    ("spec", "names"),
+    [
+        ({"pcc": 0.2}, "acceptance.pcc"),
+        ({"above": {"gene-kernal": None}}, "acceptance.above"),
+        ({"maps_below": {"genes": ["ERBB2"]}}, "acceptance.maps_below"),
+        ([0.2], "'acceptance'"),
+    ],
+)
+def test_a_bad_acceptance_field_fails_with_its_name(spec, names):
+    with pytest.raises(InputError) as err:
+        _cfg(spec)
+    assert names in str(err.value)
+
+
+def test_the_default_config_carries_issue_10s_acceptance():
+    cfg = resolve_config("configs/her2st_zero_shot.yaml")
+    spec = cfg["acceptance"]
+    assert spec["pcc_m"] == 0.20 and spec["above"]["depth"] == 0.01
+    assert set(spec["above"]) == {"gene-kernel", "text-knn", "depth"}
+    assert spec["maps_below"] == {"genes": ["ERBB2", "KRT19", "COL1A1"], "pcc": 0.8}
