@@ -129,6 +129,7 @@ def runs(data_dir, tmp_path_factory) -> dict[str, Path]:
             {"max_epochs": 1, "genes_per_step": 8, "n_val_genes": 3, "seed": seed},
             d_model=32,
             n_text_layers=1,
+            head="dot",  # the kernel head reports no uncertainty (tests/train/test_ensemble.py)
         )
         return m.train(
             secs,

@@ -64,9 +64,8 @@ GIN = _genes()
 
 
 def _fit(seed: int, **model_config) -> GeneshotModel:
-    # the kernel starts at its config values: on 10 toy genes with random texts the gene CV
-    # would pick the common pattern, and MC dropout would have nothing gene-specific to vary
-    cfg = {"d_model": 16, "n_text_layers": 1, "n_heads": 2, "kernel_cv_start": False, **model_config}
+    # the paper's dot head: the kernel head's spread is no uncertainty (tested below)
+    cfg = {"d_model": 16, "n_text_layers": 1, "n_heads": 2, "head": "dot", **model_config}
     m = GeneshotModel(
         "align-st",
         "zero-shot",
@@ -142,6 +141,21 @@ def test_no_dropout_means_no_uncertainty(ensemble):
     assert e.uncertainty == "none"
     _, std = e.predict_with_uncertainty(TEST, GIN, UNSEEN)
     assert np.isnan(std).all()
+
+
+def test_the_kernel_heads_spread_is_not_reported_as_an_uncertainty(tmp_path):
+    # the kernel starts at its config values (on 10 toy genes with random texts the gene CV
+    # would pick the common pattern)
+    kernel = Ensemble.train(2, lambda seed: _fit(seed, head="kernel", kernel_cv_start=False))
+    assert kernel.uncertainty == "none"
+    mean, std = kernel.predict_with_uncertainty(TEST, GIN, UNSEEN)
+    assert np.isnan(std).all() and np.isfinite(mean).all()
+    assert "closed form" in kernel.describe()["statistic"]
+    # what the layer would otherwise have said: a spread far below the maps' own variation
+    own = np.stack([m.predict(TEST, GIN, UNSEEN) for m in kernel.members])
+    assert own.std(0).mean() < 0.05 * own[0].std(0).mean()
+    kernel.members[0].save(tmp_path / "one")
+    assert Ensemble.load(tmp_path / "one", mc_samples=4).uncertainty == "none"
 
 
 def test_members_must_share_the_contract(ensemble):

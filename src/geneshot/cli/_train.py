@@ -112,6 +112,11 @@ def train_cmd(data, dataset, train_sections, setting, model_name, targets, n_uns
         criterion = "gene-specific PCC" if model.train_config.select_on == "gene_specific" else "PCC"
         held = "a held-out training section or spots" + (" and held-out seen genes" if setting == "zero-shot" else "")
         click.echo(f"  best validation {criterion} ({held}): {best:.3f}")
+    if n_members > 1 and ens.uncertainty == "none":
+        click.echo(
+            f"  note: {model_name}'s members predict alike (a closed form that seeds barely move), "
+            "so the run reports no uncertainty; members are averaged all the same"
+        )
     click.echo(f"saved {out}/run.json and weights.pt")
 
 

@@ -334,6 +334,14 @@ class AlignST(GeneExpressionModule):
 
     # -- the kernel head (models/_kernel_head.py) -------------------------------------------
     @property
+    def spread_is_uncertainty(self) -> bool:
+        """Not with the kernel head: it predicts by kernel ridge over the seen genes' stored
+        fits, and dropout and seeds move only the small learned share of its spot vectors (a
+        run on C2-C5 spread 7e-6 to 2e-4 over 16 dropout passes on C6, against absolute errors
+        of about 1.4, rank correlation with them -0.03; BENCHMARKS.md, session 17)."""
+        return self.kernel is None
+
+    @property
     def uses_support(self) -> bool:
         """True when the head reads the seen genes' fits (the trainer passes their targets)."""
         return self.kernel is not None

@@ -21,6 +21,16 @@ class GeneExpressionModule(nn.Module):
     #: the config the model was built from.
     config: dict
 
+    @property
+    def spread_is_uncertainty(self) -> bool:
+        """Whether the spread of this model's predictions over training seeds or dropout
+        passes measures how uncertain they are (read by :class:`geneshot.train.Ensemble`).
+
+        False for a model whose prediction is a closed form that seeds and dropout barely
+        touch: its spread would claim a certainty it does not have.
+        """
+        return True
+
     def encode_spots(self, slide: SlideInputs) -> torch.Tensor:
         """Spot embeddings ``(N, D_e)``."""
         raise NotImplementedError
@@ -45,6 +55,8 @@ class Estimator:
 
     name: str = ""
     config: dict
+    #: a closed form fits the same whatever the seed, so members' spread is no uncertainty
+    spread_is_uncertainty: bool = False
 
     def fit(
         self, slides: list[SlideInputs], targets: list[np.ndarray], genes: GeneInputs

@@ -10,7 +10,8 @@ Two entry points:
 The output AnnData::
 
     X                        predictions in the model's target units (uns["geneshot"]["units"])
-    layers["uncertainty"]    per-spot, per-gene standard deviation (ensemble or MC dropout)
+    layers["uncertainty"]    per-spot, per-gene standard deviation (ensemble or MC dropout;
+                             NaN for closed-form models such as ALIGN-ST's kernel head)
     layers["measured"]       measured values in the same units (sections mode; NaN if unmeasured)
     obs                      section, array_row, array_col, in_tissue (+ tissue_frac for tiles)
     var                      seen_in_training, description

@@ -121,10 +121,17 @@ class Ensemble:
 
     @property
     def uncertainty(self) -> str:
-        """How the spread is computed: ``"deep-ensemble"``, ``"mc-dropout"`` or ``"none"``."""
+        """How the spread is computed: ``"deep-ensemble"``, ``"mc-dropout"`` or ``"none"``.
+
+        ``"none"`` also for a model whose spread over seeds and dropout is no uncertainty
+        (``module.spread_is_uncertainty``, e.g. ALIGN-ST's kernel head): its layer is NaN
+        rather than a near-zero spread that would read as near certainty.
+        """
+        m = self.members[0]
+        if not getattr(m.module, "spread_is_uncertainty", True):
+            return "none"
         if self.n_members > 1:
             return "deep-ensemble"
-        m = self.members[0]
         if self.mc_samples > 1 and m.spec.kind == "torch" and _dropout_layers(m.module):
             return "mc-dropout"
         return "none"
@@ -138,8 +145,17 @@ class Ensemble:
             "mc_samples": self.mc_samples if self.uncertainty == "mc-dropout" else 0,
             "statistic": "standard deviation across members / passes, in target units"
             if self.uncertainty != "none"
-            else "not available (single member without dropout); layer is NaN",
+            else self._why_none(),
         }
+
+    def _why_none(self) -> str:
+        if not getattr(self.members[0].module, "spread_is_uncertainty", True):
+            return (
+                "not available: this model predicts in closed form from the seen genes' fits, "
+                "and seeds and dropout barely move it, so their spread is no uncertainty; "
+                "layer is NaN"
+            )
+        return "not available (single member without dropout); layer is NaN"
 
     # ------------------------------------------------------------------ prediction
     def predict(
@@ -186,7 +202,7 @@ class Ensemble:
         # each member's own maps once; the spread is theirs, the mean is shrunk as predict shrinks
         own = [m.predict(section, genes, names, context=context, shrink=0.0) for m in self.members]
         spread_ = np.full_like(own[0], np.nan)
-        if spread and len(own) > 1:
+        if spread and self.uncertainty == "deep-ensemble":
             spread_ = np.std(own, axis=0).astype(np.float32)
         elif spread and self.uncertainty == "mc-dropout":
             spread_ = np.std(self._mc_samples(section, genes, names, context, seed), axis=0).astype(np.float32)
