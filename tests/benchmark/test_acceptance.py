@@ -45,7 +45,7 @@ def _results(pcc: dict, mse: dict) -> pd.DataFrame:
     )
 
 
-def _paired(p_depth: float) -> pd.DataFrame:
+def _paired(p_depth: float, diff_depth: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
@@ -54,8 +54,9 @@ def _paired(p_depth: float) -> pd.DataFrame:
                 "method_a": "align-st",
                 "method_b": b,
                 "p_wilcoxon": p,
+                "mean_diff_r": d,
             }
-            for b, p in (("gene-kernel", 0.5), ("depth", p_depth))
+            for b, p, d in (("gene-kernel", 0.5, 0.01), ("depth", p_depth, diff_depth))
         ]
     )
 
@@ -124,6 +125,13 @@ def test_the_paired_test_and_the_maps_are_judged():
     ]
     row = table.set_index("criterion").loc["align-st's maps ERBB2–KRT19 on C2 (PCC)"]
     assert row["value"] > 0.99
+
+
+def test_a_significant_test_the_wrong_way_round_does_not_pass():
+    # below depth per gene, significantly: the mean over sections alone would pass
+    table = acceptance(_results(**GOOD), _paired(1e-4, diff_depth=-0.02), _maps(False), _cfg())
+    bad = table.loc[table["holds"] == "no", "criterion"].tolist()
+    assert bad == ["align-st above depth per gene (paired Wilcoxon p)"]
 
 
 def test_points_without_a_result_are_not_judged():

@@ -47,6 +47,29 @@ def test_write_report_escapes_and_embeds(tmp_path):
     assert html.count("data:image/png;base64,") == 1 and "<script" not in html
 
 
+def _empty_run(cfg: dict) -> tuple[dict, dict]:
+    """The aggregate and provenance of a run with no results (what write_benchmark reads)."""
+    agg = {
+        "verdict": "v",
+        "main": pd.DataFrame(),
+        "results": pd.DataFrame(),
+        "paired": pd.DataFrame(),
+        "ablations": pd.DataFrame(),
+        "per_gene": {},
+        "hpg_note": "",
+    }
+    prov = {
+        "split": {"name": "loso", "id": "abc", "n_folds": 1},
+        "machine": {"cores": 2, "cpu": "x"},
+        "config": cfg,
+        "date": "today",
+        "timings_s": {"total": 1.0},
+        "trained": [],
+        "loaded": [],
+    }
+    return agg, prov
+
+
 def test_maps_come_with_how_alike_they_are_in_the_report_and_a_csv(tmp_path):
     from geneshot.benchmark import resolve_config
     from geneshot.report import write_benchmark
@@ -67,24 +90,7 @@ def test_maps_come_with_how_alike_they_are_in_the_report_and_a_csv(tmp_path):
             "convention": "libsize",
         }
     ]
-    agg = {
-        "verdict": "v",
-        "main": pd.DataFrame(),
-        "results": pd.DataFrame(),
-        "paired": pd.DataFrame(),
-        "ablations": pd.DataFrame(),
-        "per_gene": {},
-        "hpg_note": "",
-    }
-    prov = {
-        "split": {"name": "loso", "id": "abc", "n_folds": 1},
-        "machine": {"cores": 2, "cpu": "x"},
-        "config": cfg,
-        "date": "today",
-        "timings_s": {"total": 1.0},
-        "trained": [],
-        "loaded": [],
-    }
+    agg, prov = _empty_run(cfg)
     files = write_benchmark(tmp_path, agg, cfg, prov, maps)
     sim = pd.read_csv(files["map_similarity"])
     assert len(sim) == 6 and set(sim["kind"]) == {"measured", "model"}
@@ -109,25 +115,8 @@ def test_the_acceptance_table_is_written_beside_the_verdict(tmp_path):
             "holds": ["yes", "no"],
         }
     )
-    agg = {
-        "verdict": "v",
-        "main": pd.DataFrame(),
-        "results": pd.DataFrame(),
-        "paired": pd.DataFrame(),
-        "ablations": pd.DataFrame(),
-        "per_gene": {},
-        "hpg_note": "",
-        "acceptance": table,
-    }
-    prov = {
-        "split": {"name": "loso", "id": "abc", "n_folds": 1},
-        "machine": {"cores": 2, "cpu": "x"},
-        "config": cfg,
-        "date": "today",
-        "timings_s": {"total": 1.0},
-        "trained": [],
-        "loaded": [],
-    }
+    agg, prov = _empty_run(cfg)
+    agg["acceptance"] = table
     files = write_benchmark(tmp_path, agg, cfg, prov)
     assert pd.read_csv(files["acceptance"])["holds"].tolist() == ["yes", "no"]
     line = "1 of 2 points hold; not: align-st's maps ERBB2–KRT19 on C2 (PCC) 0.960 (needed < 0.8)"
