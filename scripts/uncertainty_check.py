@@ -83,6 +83,8 @@ def main() -> None:
     from geneshot.train._ensemble import Ensemble
 
     model = Ensemble.load(args.run, mc_samples=args.mc_samples)
+    if model.uncertainty == "none":
+        raise SystemExit(f"{args.run}: no uncertainty to check ({model.describe()['statistic']})")
     c = model.contract
     genes = (
         c.unseen_genes
