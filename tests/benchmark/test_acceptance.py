@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -164,7 +166,7 @@ def test_a_bad_acceptance_field_fails_with_its_name(spec, names):
 
 
 def test_the_default_config_carries_issue_10s_acceptance():
-    cfg = resolve_config("configs/her2st_zero_shot.yaml")
+    cfg = resolve_config(Path(__file__).resolve().parents[2] / "configs" / "her2st_zero_shot.yaml")
     spec = cfg["acceptance"]
     assert spec["pcc_m"] == 0.20 and spec["above"]["depth"] == 0.01
     assert set(spec["above"]) == {"gene-kernel", "text-knn", "depth"}

@@ -263,6 +263,17 @@ def test_every_shipped_config_resolves_to_registered_models(path):
     assert {m["model"] for m in cfg["methods"].values()} <= set(list_models())
 
 
+def test_the_given_split_leaves_erbb2s_amplicon_partners_seen():
+    # configs/her2st_given_split.yaml (written by scripts/given_split_genes.py)
+    import yaml
+
+    cfg = yaml.safe_load((SMOKE.parent / "her2st_given_split.yaml").read_text())
+    path = SMOKE.parents[1] / cfg["gene_split"]["unseen"]
+    unseen = path.read_text().split()
+    assert len(unseen) == len(set(unseen)) == 250 and unseen[:3] == ["ERBB2", "KRT19", "COL1A1"]
+    assert not {"GRB7", "STARD3", "PGAP3", "MIEN1", "PNMT"} & set(unseen)
+
+
 def test_bad_config_is_an_input_error(tmp_path):
     from geneshot.benchmark import resolve_config
 
