@@ -194,6 +194,13 @@ def map_similarity_wide(long: pd.DataFrame) -> pd.DataFrame:
     return wide.loc[list(dict.fromkeys(long["kind"])), list(dict.fromkeys(pair))].reset_index()
 
 
+def _write_csv(df: pd.DataFrame, path: Path) -> Path:
+    """``df`` to ``path`` (no index), whole or not at all."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return path
+
+
 def write_tables(
     agg: dict, cfg: dict, out: Path, provenance: dict, maps: Sequence[dict] = ()
 ) -> dict[str, Path]:
@@ -202,18 +209,14 @@ def write_tables(
     (``map_similarity.csv``)."""
     files: dict[str, Path] = {}
     res = agg["results"].drop(columns=["hpg_genes"], errors="ignore")
-    files["results_csv"] = out / "results.csv"
-    with atomic_path(files["results_csv"]) as tmp:
-        res.to_csv(tmp, index=False)
+    files["results_csv"] = _write_csv(res, out / "results.csv")
     pg_dir = out / "per_gene"
     for (m, tk, conv), df in agg["per_gene"].items():
         with atomic_path(per_gene_path(out, m, tk, conv)) as tmp:
             df.sort_values("r_per_section", ascending=False).to_csv(tmp)
     files["per_gene"] = pg_dir
     for name in ("paired", "ablations"):
-        files[name] = out / f"{name}.csv"
-        with atomic_path(files[name]) as tmp:
-            agg[name].to_csv(tmp, index=False)
+        files[name] = _write_csv(agg[name], out / f"{name}.csv")
     sp = provenance["split"]
     lines = [
         "# Benchmark results",
@@ -226,9 +229,7 @@ def write_tables(
     ]
     accept = agg.get("acceptance")
     if accept is not None and not accept.empty:
-        files["acceptance"] = out / "acceptance.csv"
-        with atomic_path(files["acceptance"]) as tmp:
-            accept.to_csv(tmp, index=False)
+        files["acceptance"] = _write_csv(accept, out / "acceptance.csv")
         lines += [
             "## Acceptance (config `acceptance`)",
             "",
@@ -267,9 +268,7 @@ def write_tables(
         ]
     sim = map_similarity_table(maps)
     if not sim.empty:
-        files["map_similarity"] = out / "map_similarity.csv"
-        with atomic_path(files["map_similarity"]) as tmp:
-            sim.to_csv(tmp, index=False)
+        files["map_similarity"] = _write_csv(sim, out / "map_similarity.csv")
         lines += [
             "## How alike the maps are (pairwise PCC over the test section's spots)",
             "",
