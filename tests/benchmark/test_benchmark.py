@@ -268,10 +268,29 @@ def test_the_given_split_leaves_erbb2s_amplicon_partners_seen():
     import yaml
 
     cfg = yaml.safe_load((SMOKE.parent / "her2st_given_split.yaml").read_text())
-    path = SMOKE.parents[1] / cfg["gene_split"]["unseen"]
+    path = SMOKE.parent / cfg["gene_split"]["unseen"]
     unseen = path.read_text().split()
     assert len(unseen) == len(set(unseen)) == 250 and unseen[:3] == ["ERBB2", "KRT19", "COL1A1"]
     assert not {"GRB7", "STARD3", "PGAP3", "MIEN1", "PNMT"} & set(unseen)
+
+
+def test_a_configs_files_are_read_beside_it_and_checked_before_any_run(tmp_path, monkeypatch):
+    from geneshot.benchmark import resolve_config
+
+    (tmp_path / "genes.txt").write_text("ERBB2\nKRT19\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("gene_split: {kind: given, unseen: genes.txt}\nmethods: {depth: {}}\n")
+    monkeypatch.chdir(tmp_path.parent)  # not the config's folder
+    assert resolve_config(cfg)["gene_split"]["unseen"] == str(tmp_path / "genes.txt")
+    cfg.write_text(
+        "gene_split: {kind: given, unseen: nope.txt}\nexpression_reference: ref.h5ad\n"
+        "methods: {depth: {}}\n"
+    )
+    with pytest.raises(InputError, match="gene_split.unseen"):
+        resolve_config(cfg)
+    # an inline list stays as it is
+    inline = {"gene_split": {"kind": "given", "unseen": ["ERBB2"]}, "methods": {"depth": {}}}
+    assert resolve_config(inline)["gene_split"]["unseen"] == ["ERBB2"]
 
 
 def test_bad_config_is_an_input_error(tmp_path):

@@ -265,4 +265,30 @@ def resolve_config(config: dict | str | os.PathLike | None, source: Any = None) 
                 source, f"ablations.{n} is not a mapping", "write `name: {model_config_key: value}`"
             )
     cfg["ablations"] = {str(n): dict(v) for n, v in abl.items()}
+    _resolve_paths(cfg, source)
     return cfg
+
+
+def _resolve_paths(cfg: dict, source: Any) -> None:
+    """Files a config names: relative to the config file's folder, and there before any run.
+
+    ``gene_split.unseen`` (a gene-list file) and ``expression_reference`` (a .h5ad path);
+    a missing one fails here, naming its field, instead of after the run folder is begun.
+    """
+    base = Path(source).parent if source is not None else Path.cwd()
+    fields = [("gene_split.unseen", cfg["gene_split"], "unseen")]
+    if cfg["expression_reference"] not in (None, "auto"):
+        fields.append(("expression_reference", cfg, "expression_reference"))
+    for name, holder, key in fields:
+        value = holder.get(key)
+        if not isinstance(value, (str, os.PathLike)):
+            continue  # an inline list, or not set
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = base / path
+        if not path.exists():
+            raise InputError(
+                source, f"{name} names {value!r}, which does not exist (read from {path})",
+                "give the file's path, absolute or relative to the config file",
+            )
+        holder[key] = str(path)
