@@ -197,6 +197,7 @@ SUPPORT_FROM_CANDIDATES: dict[str, dict] = {
 }
 # how many principal components of the image features the seen genes' fits read (never chosen
 # before session 16: 256 since the first session): ALIGN-ST's spot anchors, gene-kernel's PCA
+# (--what components) and gene-kernel+ref's (--what reference-components, session 17)
 def _component_candidates(key: str) -> dict[str, dict]:
     return {f"{k} components": {"model": {key: k}} for k in (128, 256, 512)}
 
@@ -242,6 +243,7 @@ WHAT = {
     "support-from": (SUPPORT_FROM_CANDIDATES, CV_FITS_MODELS),
     "anchor": (ANCHOR_CANDIDATES, TRAINER_MODELS),
     "components": (COMPONENTS_CANDIDATES, {"gene-kernel": "zero-shot"}),
+    "reference-components": (COMPONENTS_CANDIDATES, REFERENCE_MODELS),
     "augment": (AUGMENT_CANDIDATES, AUGMENT_MODELS),
 }
 
