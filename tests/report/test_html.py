@@ -103,7 +103,7 @@ def test_maps_come_with_how_alike_they_are_in_the_report_and_a_csv(tmp_path):
 
 
 def test_the_acceptance_table_is_written_beside_the_verdict(tmp_path):
-    from geneshot.benchmark import resolve_config
+    from geneshot.benchmark import acceptance_summary, resolve_config
     from geneshot.report import write_benchmark
 
     cfg = resolve_config({"methods": {"depth": {}}})
@@ -116,7 +116,7 @@ def test_the_acceptance_table_is_written_beside_the_verdict(tmp_path):
         }
     )
     agg, prov = _empty_run(cfg)
-    agg["acceptance"] = table
+    agg["acceptance"], agg["acceptance_line"] = table, acceptance_summary(table)
     files = write_benchmark(tmp_path, agg, cfg, prov)
     assert pd.read_csv(files["acceptance"])["holds"].tolist() == ["yes", "no"]
     line = "1 of 2 points hold; not: align-st's maps ERBB2–KRT19 on C2 (PCC) 0.960 (needed < 0.8)"

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from geneshot.benchmark._acceptance import FIELDS as ACCEPTANCE_FIELDS
 from geneshot.benchmark._acceptance import check_acceptance_config
 from geneshot.data import TARGET_KINDS
 from geneshot.errors import InputError
@@ -149,7 +150,7 @@ def _check_train_config(field: str, train_config: Any, source: Any) -> None:
 
 
 # mapping-valued fields whose keys are fixed (``methods`` / ``ablations`` are named by the user)
-_NESTED = ("gene_split", "bootstrap", "quality_goal", "features")
+_NESTED = ("gene_split", "bootstrap", "quality_goal", "features", "acceptance")
 
 
 def _check_nested_keys(config: dict, source: Any) -> None:
@@ -163,6 +164,8 @@ def _check_nested_keys(config: dict, source: Any) -> None:
         allowed = (
             [f.name for f in dataclasses.fields(FeatureConfig)]
             if name == "features"
+            else list(ACCEPTANCE_FIELDS)
+            if name == "acceptance"
             else list(DEFAULT_CONFIG[name])
         )
         unknown = sorted(set(value) - set(allowed))
@@ -288,7 +291,8 @@ def _resolve_paths(cfg: dict, source: Any) -> None:
             path = base / path
         if not path.exists():
             raise InputError(
-                source, f"{name} names {value!r}, which does not exist (read from {path})",
+                source,
+                f"{name} names {value!r}, which does not exist (read from {path})",
                 "give the file's path, absolute or relative to the config file",
             )
         holder[key] = str(path)

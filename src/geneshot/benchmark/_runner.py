@@ -29,7 +29,7 @@ import pandas as pd
 
 from geneshot._constants import Key
 from geneshot._progress import progress_bar
-from geneshot.benchmark._acceptance import acceptance
+from geneshot.benchmark._acceptance import acceptance, acceptance_summary
 from geneshot.benchmark._aggregate import aggregate
 from geneshot.benchmark._config import resolve_config
 from geneshot.benchmark._fold import RunState, run_fold
@@ -179,6 +179,8 @@ def run_benchmark(
 
     agg = aggregate(state.records, cfg)
     agg["acceptance"] = acceptance(agg["results"], agg["paired"], state.maps, cfg)
+    # the report takes results as data (it never imports the benchmark): the line, as the verdict
+    agg["acceptance_line"] = acceptance_summary(agg["acceptance"])
     state.timings["total"] = round(time.perf_counter() - t_start, 1)
     provenance = {
         "command": command or " ".join(sys.argv),

@@ -46,7 +46,7 @@ def benchmark_cmd(
     config_path, data, out, max_epochs, folds, no_report, skip_ablations, cache_dir
 ) -> None:
     """Run or resume a benchmark; write results.csv/.md, per-gene tables and report.html."""
-    from geneshot.benchmark import acceptance_summary, resolve_config, run_benchmark
+    from geneshot.benchmark import resolve_config, run_benchmark
     from geneshot.errors import InputError
     from geneshot.report import write_benchmark
 
@@ -72,8 +72,8 @@ def benchmark_cmd(
         )
     )
     click.echo(res.verdict)
-    if not res.acceptance.empty:
-        click.echo(acceptance_summary(res.acceptance))
+    if res.aggregate.get("acceptance_line"):
+        click.echo(res.aggregate["acceptance_line"])
     click.echo(
         f"{len(res.trained)} runs trained, {len(res.loaded)} reused; {res.timings.get('total', 0):.0f} s"
     )

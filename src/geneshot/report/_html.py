@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geneshot.benchmark import acceptance_summary
 from geneshot.cache import atomic_path
 from geneshot.report._maps import plot_gene_maps
 from geneshot.report._tables import (
@@ -153,7 +152,7 @@ def write_report(
     if accept is not None and not accept.empty:
         parts += [
             "<h2>Acceptance (config <code>acceptance</code>)</h2>",
-            f"<p>{html.escape(acceptance_summary(accept))}</p>",
+            f"<p>{html.escape(agg['acceptance_line'])}</p>",
             _table(accept, "{:.4g}"),
         ]
     parts += [

@@ -28,7 +28,8 @@ def write_benchmark(
         The benchmark's output folder.
     agg
         The aggregate mapping (``results``, ``main``, ``per_gene``, ``paired``,
-        ``ablations``, ``verdict``, ``hpg_note``), e.g. ``BenchmarkResult.aggregate``.
+        ``ablations``, ``verdict``, ``hpg_note``; with an acceptance, ``acceptance`` and
+        ``acceptance_line``), e.g. ``BenchmarkResult.aggregate``.
     cfg
         The resolved benchmark config.
     provenance

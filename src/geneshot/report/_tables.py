@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geneshot.benchmark import acceptance_summary
 from geneshot.cache import atomic_path, write_json_atomic
 from geneshot.errors import InputError
 from geneshot.metrics import MISS_MARGIN, map_similarity
@@ -233,7 +232,7 @@ def write_tables(
         lines += [
             "## Acceptance (config `acceptance`)",
             "",
-            acceptance_summary(accept),
+            agg["acceptance_line"],
             "",
             format_table(accept, floatfmt=".4g", index=False),
             "",

@@ -128,7 +128,7 @@ class Ensemble:
         rather than a near-zero spread that would read as near certainty.
         """
         m = self.members[0]
-        if not getattr(m.module, "spread_is_uncertainty", True):
+        if self._closed_form:
             return "none"
         if self.n_members > 1:
             return "deep-ensemble"
@@ -148,8 +148,13 @@ class Ensemble:
             else self._why_none(),
         }
 
+    @property
+    def _closed_form(self) -> bool:
+        """The members' module says its spread over seeds and dropout is no uncertainty."""
+        return not getattr(self.members[0].module, "spread_is_uncertainty", True)
+
     def _why_none(self) -> str:
-        if not getattr(self.members[0].module, "spread_is_uncertainty", True):
+        if self._closed_form:
             return (
                 "not available: this model predicts in closed form from the seen genes' fits, "
                 "and seeds and dropout barely move it, so their spread is no uncertainty; "
