@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from geneshot.metrics import MISS_MARGIN, paired_test
+from geneshot.metrics import departure as map_departure
 from geneshot.report import read_per_gene
 
 
@@ -50,11 +51,8 @@ def departure(out: Path, method: str, trained_on: str = "libsize") -> pd.Series:
         if depth_genes != genes:
             sys.exit(f"{fold}: {method} and depth predict different genes")
         for section, p in preds.items():
-            m = depth[section][:, 0]  # depth predicts one map for every gene
-            pc, mc = p - p.mean(0), m - m.mean()
-            den = np.linalg.norm(pc, axis=0) * np.linalg.norm(mc)
-            r = np.where(den > 0, (pc * mc[:, None]).sum(0) / np.where(den > 0, den, 1.0), 1.0)
-            for g, v in zip(genes, 1.0 - r, strict=True):
+            # depth predicts one map for every gene: the common pattern
+            for g, v in zip(genes, map_departure(p, depth[section][:, 0]), strict=True):
                 rows.setdefault(g, []).append(float(v))
     return pd.Series({g: float(np.mean(v)) for g, v in rows.items()}, name="departure")
 

@@ -221,6 +221,31 @@ def test_predict_with_spots_equals_evaluate(data_dir, runs, tmp_path):
     assert (pe.layers[Key.UNCERTAINTY] > 0).all()
 
 
+def test_var_says_how_far_each_map_departs_from_the_common_pattern(data_dir, runs):
+    """``var["departure"]`` is 1 - PCC of the output map with the run's common pattern."""
+    from geneshot.train import GeneshotModel
+
+    genes = ["ERBB2", "MYC", "KRT19"]
+    pred = predict_sections(runs["single"], "her2st", data_dir, ["C3"], genes, progress=False)
+    model = GeneshotModel.load(runs["single"])
+    from geneshot.workflow import load_sections
+
+    (sec,) = load_sections(
+        "her2st",
+        data_dir,
+        ["C3"],
+        FeatureConfig(**model.contract.features),
+        cache=Cache(),
+        progress=False,
+        universe=sorted(set(model.contract.seen_genes) | set(model.contract.unseen_genes) | set(genes)),
+    )
+    common = model.common_pattern(sec)
+    assert common.shape == (pred.n_obs,)
+    want = [1 - np.corrcoef(pred.X[:, j], common)[0, 1] for j in range(len(genes))]
+    np.testing.assert_allclose(pred.var[Key.DEPARTURE].to_numpy(), want, atol=1e-5)
+    assert pred.var[Key.DEPARTURE].between(0, 2).all()
+
+
 def test_cli_predict_tiles_then_plot(data_dir, runs, tmp_path):
     out = tmp_path / "pred.h5ad"
     args = [
@@ -252,6 +277,8 @@ def test_cli_predict_tiles_then_plot(data_dir, runs, tmp_path):
         "NOVELGENE1": False,
     }
     assert a.var.loc["NOVELGENE1", Key.DESCRIPTION].startswith("secreted protein")
+    assert a.var[Key.DEPARTURE].between(0, 2).all()  # tiles too; the line below says so
+    assert "departure from the common pattern" in res.output
     assert np.isfinite(a.X).all() and a.X.dtype == np.float32
     unc = a.layers[Key.UNCERTAINTY]
     assert unc.shape == a.shape and (unc >= 0).all() and (unc > 0).any()

@@ -39,6 +39,7 @@ class Key:
     # var
     SEEN = "seen_in_training"
     DESCRIPTION = "description"
+    DEPARTURE = "departure"  # 1 - PCC of the gene's map with the common per-spot pattern
 
     # layers
     COUNTS = "counts"

@@ -37,3 +37,26 @@ def test_nan_spots_are_left_out_of_each_pair_and_flat_maps_give_nan():
 def test_a_map_without_one_column_per_gene_is_an_input_error():
     with pytest.raises(InputError, match="expected \\(spots, 2\\)"):
         map_similarity({"m": np.zeros((4, 3))}, ["a", "b"])
+
+
+def test_departure_is_one_minus_the_correlation_with_the_common_pattern():
+    from geneshot.metrics import departure
+
+    rng = np.random.default_rng(1)
+    common = rng.normal(size=300)
+    own = rng.normal(size=300)
+    maps = np.c_[3 * common + 2, -common, own, common + own, np.ones(300)]
+    d = departure(maps, common)
+    assert d[:2] == pytest.approx([0.0, 2.0])
+    assert d[2] == pytest.approx(1 - np.corrcoef(own, common)[0, 1])
+    assert d[3] == pytest.approx(1 - np.corrcoef(common + own, common)[0, 1])
+    assert 0.2 < d[3] < 0.4  # half its variance is the common pattern's
+    assert d[4] == 0.0  # a flat map holds nothing gene-specific
+    assert (departure(maps, np.ones(300)) == 0.0).all()
+
+
+def test_departure_needs_maps_at_the_common_patterns_spots():
+    from geneshot.metrics import departure
+
+    with pytest.raises(InputError, match="same spots"):
+        departure(np.zeros((4, 2)), np.zeros(5))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from geneshot._constants import Key
 from geneshot.cli._main import (
     cache_option,
     data_options,
@@ -185,7 +186,20 @@ def predict_cmd(
     click.echo(
         f"predicted {adata.n_vars} genes ({seen} seen in training, {adata.n_vars - seen} not) at {adata.n_obs} {'tiles' if adata.uns['geneshot']['mode'] == 'tiles' else 'spots'}; uncertainty: {model.uncertainty}"
     )
+    _echo_departure(adata.var[Key.DEPARTURE])
     click.echo(f"wrote {out}")
+
+
+def _echo_departure(dep) -> None:
+    """One line on how far the maps leave the common per-spot pattern (zero-shot runs)."""
+    dep = dep.dropna()
+    if dep.empty:
+        return
+    far = ", ".join(f"{g} {v:.2f}" for g, v in dep.sort_values(ascending=False).head(5).items())
+    click.echo(
+        f"departure from the common pattern (var['departure'], 0 = the common pattern): "
+        f"median {dep.median():.2f}; furthest: {far}"
+    )
 
 
 @main.command("plot")

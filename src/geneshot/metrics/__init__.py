@@ -17,7 +17,7 @@ from geneshot.metrics._correlation import (
     summarise,
 )
 from geneshot.metrics._evaluate import evaluate_predictions
-from geneshot.metrics._maps import map_similarity
+from geneshot.metrics._maps import departure, map_similarity
 from geneshot.metrics._stats import bootstrap_ci, bootstrap_ci_hierarchical, paired_test
 from geneshot.metrics._subsets import (
     HPG_NOTE,
@@ -36,6 +36,7 @@ __all__ = [
     "NanPolicy",
     "bootstrap_ci",
     "bootstrap_ci_hierarchical",
+    "departure",
     "evaluate_predictions",
     "hpg_select",
     "loss_averse_score",

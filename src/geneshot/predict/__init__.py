@@ -14,7 +14,8 @@ The output AnnData::
                              NaN for closed-form models such as ALIGN-ST's kernel head)
     layers["measured"]       measured values in the same units (sections mode; NaN if unmeasured)
     obs                      section, array_row, array_col, in_tissue (+ tissue_frac for tiles)
-    var                      seen_in_training, description
+    var                      seen_in_training, description, departure (1 - PCC of the gene's
+                             map with the common per-spot pattern; mean over sections)
     obsm["spatial"]          full-resolution pixels (x = column, y = row)
     uns["spatial"][library]  images.hires + tissue_hires_scalef + spot_diameter_fullres
     uns["geneshot"]          provenance
@@ -49,6 +50,7 @@ from geneshot.predict._anndata import (
     MEASURED,
     UNITS,
     gene_var,
+    map_departure,
     provenance,
     spatial_entry,
     write_h5ad,
@@ -124,8 +126,10 @@ def predict_sections(
     parts = []
     spatial = {}
     shifts: dict[str, dict] = {}  # section -> shift ratio and shrinkage (zero-shot runs)
+    departures = []  # per section; var holds their mean
     for s, have in zip(secs, measured_in):
         mean, std = model.predict_with_uncertainty(s, gin, names)
+        departures.append(map_departure(model, s, mean))
         shifts[s.name] = {k: v for k, v in model.last_shift.items() if k != "section"}
         meas = target.transform(s.adata, names)
         meas[:, [g not in have for g in names]] = np.nan
@@ -149,7 +153,9 @@ def predict_sections(
         parts.append(a)
     out = ad.concat(parts, merge="first") if len(parts) > 1 else parts[0]
     out.obs[Key.SECTION] = out.obs[Key.SECTION].astype("category")
-    out.var = gene_var(model, gin, names)
+    out.var = gene_var(
+        model, gin, names, None if departures[0] is None else np.mean(departures, axis=0)
+    )
     out.uns[Key.UNS_SPATIAL] = spatial
     out.uns[Key.GENESHOT] = provenance(
         model,
@@ -282,7 +288,8 @@ def predict_image(
     obs[Key.IN_TISSUE] = 1
     if TISSUE_FRAC in table.columns:
         obs[TISSUE_FRAC] = table[TISSUE_FRAC].to_numpy(np.float32)
-    out = ad.AnnData(X=mean.astype(np.float32), obs=obs, var=gene_var(model, gin, names))
+    var = gene_var(model, gin, names, map_departure(model, prepared, mean))
+    out = ad.AnnData(X=mean.astype(np.float32), obs=obs, var=var)
     out.layers[Key.UNCERTAINTY] = std.astype(np.float32)
     out.obsm[Key.SPATIAL] = np.asarray(section.obsm[Key.SPATIAL], np.float64)
     out.uns[Key.UNS_SPATIAL] = {

@@ -15,6 +15,7 @@ from geneshot import __version__
 from geneshot._constants import Key
 from geneshot.cache import atomic_path, hash_parts
 from geneshot.image import SlideImage
+from geneshot.metrics import departure
 from geneshot.prepare import PreparedGenes
 
 MEASURED = "measured"  # layer: measured values in the model's target units
@@ -86,16 +87,34 @@ def provenance(
     }
 
 
-def gene_var(model, genes: PreparedGenes, names: Sequence[str]) -> pd.DataFrame:
-    """``var``: whether each gene was seen in training, and the description it was predicted from."""
+def gene_var(
+    model, genes: PreparedGenes, names: Sequence[str], departure: np.ndarray | None = None
+) -> pd.DataFrame:
+    """``var``: whether each gene was seen in training, the description it was predicted from,
+    and how far its map departs from the common per-spot pattern (``departure``, from
+    :func:`map_departure`; NaN where the run has no common pattern)."""
     seen = set(model.contract.seen_genes)
     return pd.DataFrame(
         {
             Key.SEEN: [g in seen for g in names],
             Key.DESCRIPTION: [genes.texts.get(g, "") for g in names],
+            Key.DEPARTURE: np.full(len(names), np.nan) if departure is None else departure,
         },
         index=pd.Index(list(names), name="gene"),
     )
+
+
+def map_departure(model, section, pred: np.ndarray) -> np.ndarray | None:
+    """Each gene's :func:`geneshot.metrics.departure` on one section: ``1 - PCC`` of its
+    predicted map with the model's common per-spot pattern there; None without one.
+
+    Near 0, the map is the tissue's common pattern: the model's gene knowledge moved it
+    little, and it says nothing gene-specific. On the HER2+ benchmark, zero-shot models'
+    whole gain over the common pattern lay in the genes they moved furthest from it
+    (BENCHMARKS.md, session 18).
+    """
+    common = model.common_pattern(section)
+    return None if common is None else departure(pred, common)
 
 
 def write_h5ad(adata: ad.AnnData, out: str | os.PathLike) -> Path:

@@ -180,6 +180,11 @@ class Ensemble:
             0
         ]
 
+    def common_pattern(self, section: PreparedSection) -> np.ndarray | None:
+        """The members' mean common per-spot pattern on ``section``, or None (supervised runs)."""
+        maps = [m.common_pattern(section) for m in self.members]
+        return None if any(c is None for c in maps) else np.mean(maps, axis=0)
+
     @property
     def last_shift(self) -> dict:
         """Shift ratio and shrinkage of the last predicted section (member 0's; all agree)."""

@@ -352,6 +352,13 @@ class GeneshotModel:
             out = self.module(slide, gin, ctx)
         return self._shrunk(section, slide, out.cpu().numpy().astype(np.float32), shrink)
 
+    def common_pattern(self, section: PreparedSection) -> np.ndarray | None:
+        """The common per-spot pattern ``(n_spots,)`` on ``section`` that ``predict`` shrinks
+        toward (the depth control's map), or None where the run has none (supervised runs)."""
+        if self.common is None:
+            return None
+        return self.common.predict(self._slide(self._adapt(section)).image.cpu().numpy())
+
     def shrink_prediction(self, section: PreparedSection, pred: np.ndarray, shrink: float | None = None) -> np.ndarray:
         """Move the model's own maps (``predict(..., shrink=0.0)``) toward the common pattern as ``predict`` does."""
         return self._shrunk(section, self._slide(self._adapt(section)), pred, shrink)
