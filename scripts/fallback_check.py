@@ -12,6 +12,10 @@ departure (quartiles per method), and each bin reports the mean per-gene PCC dif
 depth (``per_gene`` tables, per-section r) with a paired bootstrap CI and the Wilcoxon p
 (:func:`geneshot.metrics.paired_test`).
 
+Every benchmark run writes the same table for all its zero-shot methods (``departure.csv``,
+and a section of ``results.md`` and ``report.html``; :mod:`geneshot.benchmark._departure`);
+this script reads a finished run folder, for chosen methods, and draws the points.
+
 The issue's rule: where the gene-specific evidence is weak, the prediction should stay at the
 common pattern rather than go below depth. A model that follows it has near-zero departure
 and a near-zero difference in its lowest bin, and no bin significantly below depth.
@@ -26,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geneshot.metrics import MISS_MARGIN, paired_test
+from geneshot.benchmark._departure import departure_bins
 from geneshot.metrics import departure as map_departure
 from geneshot.report import read_per_gene
 
@@ -58,32 +62,17 @@ def departure(out: Path, method: str, trained_on: str = "libsize") -> pd.Series:
 
 
 def bins(
-    out: Path, method: str, trained_on: str, convention: str, n_bins: int
+    out: Path, method: str, trained_on: str, convention: str, n_bins: int = 4
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per departure bin: genes, departure range, mean r difference to depth, CI, p; and the points."""
+    """Per departure bin (the benchmark's own table,
+    :func:`geneshot.benchmark._departure.departure_bins`); and the points."""
     d = departure(out, method, trained_on)
     r = read_per_gene(out, method, trained_on, convention)
     r0 = read_per_gene(out, "depth", trained_on, convention)
+    boot = {"n_boot": 2000, "seed": 0, "level": 0.95}
+    table = departure_bins(d, r, r0, method, boot, n_bins)
     genes = d.index.intersection(r.index).intersection(r0.index)
-    d, r, r0 = d[genes], r[genes], r0[genes]
-    q = pd.qcut(d.rank(method="first"), n_bins, labels=False)
-    table = []
-    for b in range(n_bins):
-        sel = q == b
-        test = paired_test(r[sel].to_numpy(), r0[sel].to_numpy())
-        table.append(
-            {
-                "method": method,
-                "bin": f"{b + 1}/{n_bins}",
-                "genes": int(sel.sum()),
-                "departure": f"{d[sel].min():.2f} to {d[sel].max():.2f}",
-                "r - r_depth": test["mean_diff"],
-                "95% CI": f"[{test['ci'][0]:.3f}, {test['ci'][1]:.3f}]",
-                "Wilcoxon p": test["p_value"],
-                f"below depth by >{MISS_MARGIN}": int(((r - r0)[sel] < -MISS_MARGIN).sum()),
-            }
-        )
-    return pd.DataFrame(table), pd.DataFrame({"departure": d, "diff": r - r0})
+    return table, pd.DataFrame({"departure": d[genes], "diff": r[genes] - r0[genes]})
 
 
 def main(argv: list[str] | None = None) -> int:

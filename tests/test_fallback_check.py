@@ -46,7 +46,8 @@ def test_bins_put_the_fallback_genes_at_depth(run):
     out, mod = run
     table, points = mod["bins"](out, "m", "libsize", "libsize", 2)
     assert table["genes"].tolist() == [4, 4]
-    assert table["r - r_depth"].tolist() == pytest.approx([0.0, 0.4])
+    assert table["mean_diff_r"].tolist() == pytest.approx([0.0, 0.4])
+    assert table["n_below_depth"].tolist() == [0, 0]
     assert len(points) == 8
 
 

@@ -171,3 +171,27 @@ def test_the_default_config_carries_issue_10s_acceptance():
     assert spec["pcc_m"] == 0.20 and spec["above"]["depth"] == 0.01
     assert set(spec["above"]) == {"gene-kernel", "text-knn", "depth"}
     assert spec["maps_below"] == {"genes": ["ERBB2", "KRT19", "COL1A1"], "pcc": 0.8}
+    assert spec["fallback"] is True
+
+
+def _bins(ci_hi: list[float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"method": "align-st", "bin": [f"{i + 1}/4" for i in range(4)], "ci_hi": ci_hi}
+    )
+
+
+def test_the_fallback_point_reads_the_departure_quartiles():
+    cfg = _cfg({"fallback": True})
+    name = "align-st: lowest upper CI end of PCC minus depth's over departure quartiles"
+    ok = acceptance(_results(**GOOD), _paired(1e-4), [], cfg, _bins([0.001, 0.01, 0.02, 0.4]))
+    assert ok.set_index("criterion").loc[name, "holds"] == "yes"
+    # one quartile significantly below depth: the point fails, naming its upper CI end
+    bad = acceptance(_results(**GOOD), _paired(1e-4), [], cfg, _bins([-0.002, 0.01, 0.02, 0.4]))
+    row = bad.set_index("criterion").loc[name]
+    assert row["holds"] == "no" and row["value"] == pytest.approx(-0.002)
+    # another method's quartiles, or none, judge nothing
+    other = _bins([-0.5] * 4).assign(method="depth")
+    assert acceptance(_results(**GOOD), _paired(1e-4), [], cfg, other)["holds"].tolist() == [
+        "not judged"
+    ]
+    assert acceptance(_results(**GOOD), _paired(1e-4), [], cfg)["holds"].tolist() == ["not judged"]

@@ -175,7 +175,7 @@ def test_outputs_exist_and_are_well_formed(first_run):
     ref = main[(main["method"] == "align-st") & (main["convention"] == "libsize")].iloc[0]
     assert acc.loc["align-st PCC@M", "value"] == pytest.approx(ref["pcc_m_section"])
     assert acc.loc["align-st PCC@M", "holds"] == ("yes" if ref["pcc_m_section"] >= 0 else "no")
-    assert len(acc) == 5 and (acc["holds"].iloc[:4] != "not judged").all()
+    assert len(acc) == 6 and (acc["holds"].iloc[:4] != "not judged").all()
     # the tiny model's maps may be flat (PCC NaN): then the point says so instead of passing
     maps = acc.loc["align-st's maps ERBB2–KRT19 on C2 (PCC)"]
     assert maps["holds"] == ("not judged" if np.isnan(maps["value"]) else "yes" if maps["value"] < 0.8 else "no")
@@ -188,6 +188,17 @@ def test_outputs_exist_and_are_well_formed(first_run):
     )["r_per_section"].reindex(pg.index)
     row = paired[(paired.method_b == "depth") & (paired.convention == "libsize")].iloc[0]
     assert row["n_a_below_b"] == int((d < -0.05).sum())
+    # where each zero-shot method's maps leave depth's, and what it gains there
+    dep = pd.read_csv(out / "departure.csv")
+    assert set(dep["method"]) == {"align-st", "text-knn"}
+    for _, t in dep.groupby("method"):
+        assert t["genes"].sum() == len(pg)
+        assert (t["departure_lo"].diff().dropna() >= 0).all()
+    a = dep[dep["method"] == "align-st"]
+    assert a["n_below_depth"].sum() == int((d < -0.05).sum())
+    assert "Where the maps leave the common pattern" in md
+    fb = acc.loc["align-st: lowest upper CI end of PCC minus depth's over departure quartiles"]
+    assert fb["value"] == pytest.approx(a["ci_hi"].min(), nan_ok=True)
 
 
 @pytest.mark.slow

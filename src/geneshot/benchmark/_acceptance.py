@@ -13,6 +13,9 @@ point is computed from the run's own tables instead of by hand::
       mse_at_most: [depth]                 # MSE no worse than the method's
       maps_below: {genes: [ERBB2, KRT19, COL1A1], pcc: 0.8}  # every pair of the reference's
                                            # maps of these genes, on every mapped section
+      fallback: true                       # no quartile of the reference's genes by departure
+                                           # from the common pattern significantly below depth
+                                           # (its CI's upper end >= 0; departure.csv)
 
 Every point is on the headline convention, per-section PCC@M, as in the verdict.
 """
@@ -31,7 +34,7 @@ from geneshot.errors import InputError
 from geneshot.metrics import map_similarity
 
 #: the fields an ``acceptance`` mapping may hold
-FIELDS = ("pcc_m", "ratio", "above", "mse_at_most", "maps_below")
+FIELDS = ("pcc_m", "ratio", "above", "mse_at_most", "maps_below", "fallback")
 COLUMNS = ["criterion", "value", "needed", "holds"]
 NOT_JUDGED = "not judged"
 
@@ -69,7 +72,11 @@ def check_acceptance_config(spec: dict | None, methods: Sequence[str], source: A
 
 
 def acceptance(
-    results: pd.DataFrame, paired: pd.DataFrame, maps: Sequence[dict], cfg: dict
+    results: pd.DataFrame,
+    paired: pd.DataFrame,
+    maps: Sequence[dict],
+    cfg: dict,
+    departure: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Judge ``cfg["acceptance"]`` for ``cfg["reference"]``: one row per point.
 
@@ -82,6 +89,9 @@ def acceptance(
         (``"measured"`` and method labels) and ``genes``.
     cfg
         The resolved config.
+    departure
+        The run's departure quartiles (:func:`geneshot.benchmark._departure.departure_table`),
+        for ``fallback``.
 
     Returns
     -------
@@ -138,6 +148,16 @@ def acceptance(
         add(f"{ref_name} MSE", mse, f"<= {name}'s {bound:.3f}", None if o is None else mse <= bound)
     if spec.get("maps_below"):
         _maps_rows(spec["maps_below"], maps, cfg, add)
+    if spec.get("fallback"):
+        bins = pd.DataFrame() if departure is None else departure
+        mine = bins[bins["method"] == ref_name] if len(bins) else bins
+        low = float(mine["ci_hi"].min()) if len(mine) else np.nan
+        add(
+            f"{ref_name}: lowest upper CI end of PCC minus depth's over departure quartiles",
+            low,
+            ">= 0 (no quartile below depth)",
+            low >= 0,
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

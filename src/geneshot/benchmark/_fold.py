@@ -24,6 +24,7 @@ import pandas as pd
 import geneshot.workflow as wf
 from geneshot import __version__
 from geneshot._constants import Key
+from geneshot.benchmark._departure import fold_departures
 from geneshot.benchmark._plan import load_list, safe_name
 from geneshot.cache import Cache, hash_parts, save_npz_atomic, write_json_atomic
 from geneshot.data import (
@@ -97,6 +98,7 @@ class RunState:
     loaded: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     maps: list[dict] = field(default_factory=list)
+    departures: list[dict] = field(default_factory=list)  # _departure.fold_departures rows
     patients: dict[str, str] | None = None  # every section of the dataset -> its patient
     sections: dict = field(default_factory=dict)  # count tables read for references, by id
     last_reference: tuple | None = None  # (key, Reference) of the last fold (_last_reference)
@@ -357,6 +359,7 @@ def run_fold(
                     "metrics": metrics,
                 },
             )
+    state.departures += fold_departures(fid, split.unseen, preds_by, cfg)
     if with_maps:
         state.maps.append(
             _map_data(

@@ -32,6 +32,7 @@ from geneshot._progress import progress_bar
 from geneshot.benchmark._acceptance import acceptance, acceptance_summary
 from geneshot.benchmark._aggregate import aggregate
 from geneshot.benchmark._config import resolve_config
+from geneshot.benchmark._departure import departure_table
 from geneshot.benchmark._fold import RunState, run_fold
 from geneshot.benchmark._plan import plan_folds, section_split
 from geneshot.cache import Cache
@@ -178,7 +179,10 @@ def run_benchmark(
         state.timings[f"fold {fid}"] = round(time.perf_counter() - t0, 1)
 
     agg = aggregate(state.records, cfg)
-    agg["acceptance"] = acceptance(agg["results"], agg["paired"], state.maps, cfg)
+    agg["departure"] = departure_table(state.departures, agg["per_gene"], cfg)
+    agg["acceptance"] = acceptance(
+        agg["results"], agg["paired"], state.maps, cfg, agg["departure"]
+    )
     # the report takes results as data (it never imports the benchmark): the line, as the verdict
     agg["acceptance_line"] = acceptance_summary(agg["acceptance"])
     state.timings["total"] = round(time.perf_counter() - t_start, 1)

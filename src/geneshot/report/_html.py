@@ -17,6 +17,7 @@ import pandas as pd
 from geneshot.cache import atomic_path
 from geneshot.report._maps import plot_gene_maps
 from geneshot.report._tables import (
+    DEPARTURE_NOTE,
     detail_table,
     map_similarity_table,
     map_similarity_wide,
@@ -165,6 +166,13 @@ def write_report(
         parts += [
             f"<h2>Paired tests over genes ({html.escape(cfg['reference'])} minus each method)</h2>",
             _table(agg["paired"], "{:.4g}"),
+        ]
+    dep = agg.get("departure")
+    if dep is not None and not dep.empty:
+        parts += [
+            "<h2>Where the maps leave the common pattern (departure quartiles)</h2>",
+            f"<p>{html.escape(DEPARTURE_NOTE)}</p>",
+            _table(dep, "{:.3g}"),
         ]
     if not agg["ablations"].empty:
         parts += ["<h2>Ablations and sensitivity</h2>", _table(agg["ablations"])]

@@ -193,6 +193,15 @@ def map_similarity_wide(long: pd.DataFrame) -> pd.DataFrame:
     return wide.loc[list(dict.fromkeys(long["kind"])), list(dict.fromkeys(pair))].reset_index()
 
 
+DEPARTURE_NOTE = (
+    "Each gene's departure is 1 - PCC of the model's map with depth's (the common per-spot "
+    "pattern), from predictions only; per quartile of it: the mean per-gene PCC minus "
+    f"depth's, its CI and Wilcoxon p, and the genes more than {MISS_MARGIN} below depth. "
+    "Where gene knowledge says little, a model should stay at the common pattern (a "
+    "near-zero difference in its lowest quartiles) rather than go below it."
+)
+
+
 def _write_csv(df: pd.DataFrame, path: Path) -> Path:
     """``df`` to ``path`` (no index), whole or not at all."""
     with atomic_path(path) as tmp:
@@ -256,6 +265,17 @@ def write_tables(
             "pattern).",
             "",
             format_table(agg["paired"], floatfmt=".4g", index=False),
+            "",
+        ]
+    dep = agg.get("departure")
+    if dep is not None and not dep.empty:
+        files["departure"] = _write_csv(dep, out / "departure.csv")
+        lines += [
+            "## Where the maps leave the common pattern (departure quartiles)",
+            "",
+            DEPARTURE_NOTE,
+            "",
+            format_table(dep, floatfmt=".3g", index=False),
             "",
         ]
     if not agg["ablations"].empty:
