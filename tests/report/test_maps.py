@@ -95,3 +95,28 @@ def test_shape_errors_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="xy"):
         plot_gene_maps(IMAGE, XY[:, 0], {"predicted": np.zeros((4, 1))}, ["A"], 10)
     assert not list(tmp_path.iterdir())
+
+
+def test_panel_titles_replace_the_named_panels_only():
+    titles = {("MYC", "predicted"): "MYC: predicted (departure 0.03)"}
+    fig = plot_gene_maps(IMAGE, XY, _values(), ["ERBB2", "MYC"], spot_size=16, panel_titles=titles)
+    assert [a.get_title() for a in fig.axes if a.get_title()] == [
+        "ERBB2: measured",
+        "ERBB2: predicted",
+        "MYC: measured",
+        "MYC: predicted (departure 0.03)",
+    ]
+
+
+def test_plot_titles_carry_each_genes_departure():
+    import anndata as ad
+    import pandas as pd
+
+    from geneshot.cli._predict import _departure_titles
+
+    var = pd.DataFrame({"departure": [0.031, np.nan]}, index=["ERBB2", "CD74"])
+    a = ad.AnnData(np.zeros((2, 2), np.float32), var=var)
+    assert _departure_titles(a, ["ERBB2", "CD74"]) == {
+        ("ERBB2", "predicted"): "ERBB2: predicted (departure 0.03)"
+    }
+    assert _departure_titles(ad.AnnData(np.zeros((2, 2), np.float32)), ["0", "1"]) == {}

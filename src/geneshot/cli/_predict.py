@@ -279,5 +279,18 @@ def plot_cmd(h5ad, genes, uncertainty, out_dir) -> None:
             float(sf.get(Key.SPOT_DIAMETER, 1.0)) * scale,
             out_dir,
             prefix=f"{lib}_",
+            panel_titles=_departure_titles(adata, names),
         )
     click.echo(f"wrote {len(written)} maps to {out_dir}")
+
+
+def _departure_titles(adata, names: list[str]) -> dict[tuple[str, str], str]:
+    """The predicted panels' titles with the gene's departure from the common pattern."""
+    if Key.DEPARTURE not in adata.var:  # files written before the column
+        return {}
+    dep = adata.var[Key.DEPARTURE]
+    return {
+        (g, "predicted"): f"{g}: predicted (departure {dep[g]:.2f})"
+        for g in names
+        if dep[g] == dep[g]  # NaN: no common pattern (supervised runs)
+    }

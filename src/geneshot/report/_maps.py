@@ -32,6 +32,7 @@ def plot_gene_maps(
     spot_size: float,
     out: str | Path | None = None,
     title: str = "",
+    panel_titles: Mapping[tuple[str, str], str] | None = None,
 ) -> Figure:
     """Spots coloured by value over a thumbnail, one panel per gene and value kind.
 
@@ -52,6 +53,8 @@ def plot_gene_maps(
         PNG to write (atomically); None only returns the figure.
     title
         Figure title.
+    panel_titles
+        ``{(gene, kind): title}`` for panels whose title says more than ``"gene: kind"``.
 
     Returns
     -------
@@ -121,7 +124,7 @@ def plot_gene_maps(
             ax.set_aspect("equal")
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{gene}: {kind}", fontsize=10)
+            ax.set_title((panel_titles or {}).get((gene, kind), f"{gene}: {kind}"), fontsize=10)
             fig.colorbar(coll, ax=ax, fraction=0.046, pad=0.02)
     if title:
         fig.suptitle(title)
@@ -140,8 +143,11 @@ def write_gene_maps(
     spot_size: float,
     out_dir: str | os.PathLike,
     prefix: str = "",
+    panel_titles: Mapping[tuple[str, str], str] | None = None,
 ) -> list[Path]:
-    """One PNG per gene (``<prefix><gene>.png``) under ``out_dir``; returns the paths."""
+    """One PNG per gene (``<prefix><gene>.png``) under ``out_dir``; returns the paths.
+
+    ``panel_titles`` as in :func:`plot_gene_maps`."""
     out_dir = Path(out_dir)
     paths = []
     for g, gene in enumerate(genes):
@@ -154,6 +160,7 @@ def write_gene_maps(
             spot_size,
             path,
             title=f"{prefix.rstrip('_')} {gene}".strip(),
+            panel_titles=panel_titles,
         )
         fig.clear()
         paths.append(path)
