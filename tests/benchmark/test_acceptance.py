@@ -156,6 +156,8 @@ def test_no_acceptance_field_gives_an_empty_table():
         ({"pcc": 0.2}, "acceptance.pcc"),
         ({"above": {"gene-kernal": None}}, "acceptance.above"),
         ({"maps_below": {"genes": ["ERBB2"]}}, "acceptance.maps_below"),
+        ({"fallback": True}, "acceptance.fallback"),
+        ({"fallback": 2}, "acceptance.fallback"),
         ([0.2], "'acceptance'"),
     ],
 )
@@ -171,27 +173,34 @@ def test_the_default_config_carries_issue_10s_acceptance():
     assert spec["pcc_m"] == 0.20 and spec["above"]["depth"] == 0.01
     assert set(spec["above"]) == {"gene-kernel", "text-knn", "depth"}
     assert spec["maps_below"] == {"genes": ["ERBB2", "KRT19", "COL1A1"], "pcc": 0.8}
-    assert spec["fallback"] is True
+    assert spec["fallback"] == 0.01
 
 
-def _bins(ci_hi: list[float]) -> pd.DataFrame:
+def _bins(diff: list[float], p: list[float]) -> pd.DataFrame:
     return pd.DataFrame(
-        {"method": "align-st", "bin": [f"{i + 1}/4" for i in range(4)], "ci_hi": ci_hi}
+        {
+            "method": "align-st",
+            "bin": [f"{i + 1}/4" for i in range(4)],
+            "mean_diff_r": diff,
+            "p_wilcoxon": p,
+        }
     )
 
 
 def test_the_fallback_point_reads_the_departure_quartiles():
-    cfg = _cfg({"fallback": True})
-    name = "align-st: lowest upper CI end of PCC minus depth's over departure quartiles"
-    ok = acceptance(_results(**GOOD), _paired(1e-4), [], cfg, _bins([0.001, 0.01, 0.02, 0.4]))
-    assert ok.set_index("criterion").loc[name, "holds"] == "yes"
-    # one quartile significantly below depth: the point fails, naming its upper CI end
-    bad = acceptance(_results(**GOOD), _paired(1e-4), [], cfg, _bins([-0.002, 0.01, 0.02, 0.4]))
-    row = bad.set_index("criterion").loc[name]
-    assert row["holds"] == "no" and row["value"] == pytest.approx(-0.002)
+    cfg = _cfg({"fallback": 0.01})
+    name = "align-st: smallest paired p of a departure quartile below depth"
+
+    def judged(bins):
+        return acceptance(_results(**GOOD), _paired(1e-4), [], cfg, bins).set_index("criterion").loc[name]
+
+    # below depth but not significantly, and significantly but above: the point holds
+    ok = judged(_bins([-0.002, 0.004, 0.007, 0.3], [0.13, 1e-4, 0.4, 1e-8]))
+    assert ok["holds"] == "yes" and ok["value"] == pytest.approx(0.13)
+    assert judged(_bins([0.0, 0.004, 0.007, 0.3], [1.0, 0.2, 0.4, 1e-8]))["value"] == 1.0
+    # one quartile below depth with p under the bound: the point fails, naming the p
+    bad = judged(_bins([-0.006, 0.004, 0.007, 0.3], [0.008, 0.2, 0.4, 1e-8]))
+    assert bad["holds"] == "no" and bad["value"] == pytest.approx(0.008)
     # another method's quartiles, or none, judge nothing
-    other = _bins([-0.5] * 4).assign(method="depth")
-    assert acceptance(_results(**GOOD), _paired(1e-4), [], cfg, other)["holds"].tolist() == [
-        "not judged"
-    ]
-    assert acceptance(_results(**GOOD), _paired(1e-4), [], cfg)["holds"].tolist() == ["not judged"]
+    assert judged(_bins([-0.5] * 4, [1e-9] * 4).assign(method="depth"))["holds"] == "not judged"
+    assert judged(None)["holds"] == "not judged"

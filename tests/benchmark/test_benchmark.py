@@ -197,8 +197,9 @@ def test_outputs_exist_and_are_well_formed(first_run):
     a = dep[dep["method"] == "align-st"]
     assert a["n_below_depth"].sum() == int((d < -0.05).sum())
     assert "Where the maps leave the common pattern" in md
-    fb = acc.loc["align-st: lowest upper CI end of PCC minus depth's over departure quartiles"]
-    assert fb["value"] == pytest.approx(a["ci_hi"].min(), nan_ok=True)
+    fb = acc.loc["align-st: smallest paired p of a departure quartile below depth"]
+    below = a[a["mean_diff_r"] < 0]
+    assert fb["value"] == pytest.approx(below["p_wilcoxon"].min() if len(below) else 1.0, nan_ok=True)
 
 
 @pytest.mark.slow

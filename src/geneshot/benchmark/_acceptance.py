@@ -13,9 +13,9 @@ point is computed from the run's own tables instead of by hand::
       mse_at_most: [depth]                 # MSE no worse than the method's
       maps_below: {genes: [ERBB2, KRT19, COL1A1], pcc: 0.8}  # every pair of the reference's
                                            # maps of these genes, on every mapped section
-      fallback: true                       # no quartile of the reference's genes by departure
-                                           # from the common pattern significantly below depth
-                                           # (its CI's upper end >= 0; departure.csv)
+      fallback: 0.01                       # no quartile of the reference's genes by departure
+                                           # from the common pattern below depth with a paired
+                                           # Wilcoxon p under this (departure.csv)
 
 Every point is on the headline convention, per-section PCC@M, as in the verdict.
 """
@@ -60,6 +60,15 @@ def check_acceptance_config(spec: dict | None, methods: Sequence[str], source: A
                 f"acceptance.{field} names {missing}, which are not methods of this config",
                 f"name methods listed under `methods:` ({', '.join(methods)})",
             )
+    alpha = spec.get("fallback")
+    if alpha is not None and (
+        isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1
+    ):
+        raise InputError(
+            source,
+            f"acceptance.fallback is {alpha!r}, not a p-value bound",
+            "write `fallback: 0.01`",
+        )
     maps = spec.get("maps_below")
     if maps is not None and (
         not isinstance(maps, dict) or not maps.get("genes") or "pcc" not in maps
@@ -148,17 +157,28 @@ def acceptance(
         add(f"{ref_name} MSE", mse, f"<= {name}'s {bound:.3f}", None if o is None else mse <= bound)
     if spec.get("maps_below"):
         _maps_rows(spec["maps_below"], maps, cfg, add)
-    if spec.get("fallback"):
-        bins = pd.DataFrame() if departure is None else departure
-        mine = bins[bins["method"] == ref_name] if len(bins) else bins
-        low = float(mine["ci_hi"].min()) if len(mine) else np.nan
+    if spec.get("fallback") is not None:
+        alpha = float(spec["fallback"])
+        p = _fallback_p(departure, ref_name)
         add(
-            f"{ref_name}: lowest upper CI end of PCC minus depth's over departure quartiles",
-            low,
-            ">= 0 (no quartile below depth)",
-            low >= 0,
+            f"{ref_name}: smallest paired p of a departure quartile below depth",
+            p,
+            f">= {alpha} (no quartile below depth)",
+            p >= alpha,
         )
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _fallback_p(departure: pd.DataFrame | None, method: str) -> float:
+    """The smallest Wilcoxon p among ``method``'s departure quartiles whose mean per-gene PCC
+    lies below depth's (1.0 when none does; NaN without the table)."""
+    if departure is None or departure.empty:
+        return np.nan
+    mine = departure[departure["method"] == method]
+    if mine.empty:
+        return np.nan
+    below = mine[mine["mean_diff_r"] < 0]
+    return float(below["p_wilcoxon"].min()) if len(below) else 1.0
 
 
 def _paired(paired: pd.DataFrame, ref: str, name: str, conv: str, tk: str) -> tuple[float, float]:
