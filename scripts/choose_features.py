@@ -236,6 +236,8 @@ WHAT = {
     "kernel-start": (KERNEL_START_CANDIDATES, TRAINER_MODELS),
     "support-fit": (SUPPORT_FIT_CANDIDATES, TRAINER_MODELS),
     "common-fit": (COMMON_FIT_CANDIDATES, TRAINER_MODELS),
+    # gene-kernel's own common pattern (session 18; ALIGN-ST's was chosen in session 8)
+    "gene-kernel-common-fit": (COMMON_FIT_CANDIDATES, {"gene-kernel": "zero-shot"}),
     "cv-fits": (CV_FITS_CANDIDATES, CV_FITS_MODELS),
     "departure-scale": (DEPARTURE_SCALE_CANDIDATES, CV_FITS_MODELS),
     "reference-departure": (DEPARTURE_SCALE_CANDIDATES, REFERENCE_MODELS),

@@ -79,3 +79,28 @@ def test_fewer_genes_than_bins_give_a_bin_per_gene():
     t = departure_bins(s, s + 0.1, s, "m", CFG["bootstrap"])
     assert t["bin"].tolist() == ["1/2", "2/2"] and t["mean_diff_r"].tolist() == pytest.approx([0.1] * 2)
     assert departure_bins(s[[]], s, s, "m", CFG["bootstrap"]).empty
+
+
+def test_against_common_scores_the_run_and_its_common_pattern_on_the_same_genes():
+    from geneshot.benchmark._departure import against_common
+
+    rng = np.random.default_rng(2)
+    ys, preds, commons = [], [], []
+    for _ in range(2):  # two sections
+        common = rng.normal(size=60)
+        own = rng.normal(size=(60, 8))
+        y = common[:, None] + own  # half the variance is the common pattern's
+        p = np.repeat(common[:, None], 8, axis=1)
+        p[:, 4:] += own[:, 4:]  # the model knows genes 4-7's own pattern
+        ys.append(y)
+        preds.append(p)
+        commons.append(common)
+    genes = [f"G{i}" for i in range(8)]
+    per_gene, bins, pcc_m = against_common(ys, preds, commons, genes, ["S1", "S2"], "m")
+    np.testing.assert_allclose(per_gene["departure"].iloc[:4], 0.0, atol=1e-12)
+    assert (per_gene["departure"].iloc[4:] > 0.2).all()
+    np.testing.assert_allclose(per_gene["gain"].iloc[:4], 0.0, atol=1e-12)
+    assert (per_gene["gain"].iloc[4:] > 0.2).all()
+    assert 0.5 < pcc_m < 0.9  # corr of y with the common part alone, about 1 / sqrt(2)
+    assert bins["mean_diff_r"].iloc[:2].tolist() == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert (bins["mean_diff_r"].iloc[2:] > 0.2).all()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 from cli_helpers import invoke, write_section
 
@@ -26,6 +28,13 @@ def test_train_then_evaluate(tmp_path):
     summary = json.loads(out.read_text())
     assert summary["n_genes"] == 2 and summary["test_sections"] == ["C4"]
     assert "PCC@M" in res.output and (tmp_path / "m_per_gene.csv").exists()
+    # the run's maps against its own common pattern: per gene, and by quarter of departure
+    pg = pd.read_csv(tmp_path / "m_per_gene.csv", index_col=0)
+    np.testing.assert_allclose(pg["gain"], pg["r_per_section"] - pg["r_common"])
+    assert pg["departure"].between(0, 2).all()
+    bins = summary["common_pattern"]["departure_bins"]
+    assert sum(b["genes"] for b in bins) == 2 and -1 <= summary["common_pattern"]["pcc_m_per_section"] <= 1
+    assert "common per-spot pattern alone" in res.output
     # evaluating on a training section is allowed but flagged
     res = invoke(["evaluate", "--run", str(run), *common, "--sections", "C2", "--out", str(tmp_path / "t.json")])
     assert "were training sections" in res.output

@@ -90,6 +90,28 @@ def test_uninformative_vectors_fall_back_to_the_common_pattern():
     assert _pcc(ys[3].mean(1), pred[:, 0]) > 0.9
 
 
+def test_gcv_common_fit_falls_back_to_the_depth_controls_map():
+    """``common_fit="gcv"``: a gene the kernel knows nothing of gets depth's map exactly."""
+    rng = np.random.default_rng(3)
+    slides, _, vec, _, common = _task(rng, smooth=False)
+    # noisy genes sharing one pattern: each gene's own fit is shrunk hard (penalty by GCV),
+    # the mean over the genes much less
+    ys = [(s.image.numpy() @ common)[:, None] + 6.0 * rng.normal(size=(s.n_spots, len(vec))) for s in slides]
+    kw = {"n_components": D_IMG}
+    depth = create_model("depth", **kw).fit(slides[:3], ys[:3], _genes(vec))
+    est = create_model("gene-kernel", **kw, gammas=[0.0], lambdas=[1e6], common_fit="gcv")
+    est.fit(slides[:3], ys[:3], _genes(vec))
+    pred = est.predict(slides[3], _genes(rng.normal(size=(5, D_T))))
+    np.testing.assert_allclose(pred, depth.predict(slides[3], _genes(vec[:5])), atol=1e-3)
+    # the default keeps the mean of the seen genes' fits, a different map
+    mean = create_model("gene-kernel", **kw, gammas=[0.0], lambdas=[1e6])
+    mean.fit(slides[:3], ys[:3], _genes(vec))
+    other = mean.predict(slides[3], _genes(rng.normal(size=(5, D_T))))
+    assert other[:, 0].std() < 0.9 * pred[:, 0].std()
+    with pytest.raises(InputError, match="common_fit"):
+        create_model("gene-kernel", common_fit="median")
+
+
 def test_locus_weight_is_chosen_by_gene_cv():
     """Maps shared by genes of one chromosome band: the CV takes the locus kernel, and it helps."""
     from geneshot.genes import load_knowledge

@@ -13,7 +13,9 @@ that pattern for every gene. Every run checks it from its own predictions:
 
 A model that follows the rule has a near-zero difference in its least-departing quartiles,
 none of them significantly below depth, and its gain in the quartiles it moves away from the
-pattern. ``scripts/fallback_check.py`` applies the same table to a finished run folder.
+pattern. ``scripts/fallback_check.py`` applies the same table to a finished run folder, and
+``geneshot evaluate`` to a run on the user's own measured sections, against the run's own
+common pattern (:func:`against_common`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from geneshot.metrics import MISS_MARGIN, departure, paired_test
+from geneshot.metrics import MISS_MARGIN, departure, evaluate_predictions, paired_test
 
 N_BINS = 4  # quartiles
+BOOTSTRAP = {"n_boot": 1000, "seed": 0, "level": 0.95}  # the benchmark config's default
 COLUMNS = [
     "method",
     "bin",
@@ -137,3 +140,41 @@ def departure_table(records: list[dict], per_gene: dict, cfg: dict) -> pd.DataFr
         tables.append(departure_bins(dep[method], r, r_depth, method, cfg["bootstrap"]))
     tables = [t for t in tables if not t.empty]
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
+
+
+def against_common(
+    ys: Sequence[np.ndarray],
+    preds: Sequence[np.ndarray],
+    commons: Sequence[np.ndarray],
+    genes: Sequence[str],
+    sections: Sequence[str],
+    method: str,
+) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    """A run's maps against its own common pattern on measured sections.
+
+    ``ys``, ``preds``: targets and predictions ``(N_s, G)`` per section; ``commons``: the
+    run's common per-spot pattern ``(N_s,)`` there (``GeneshotModel.common_pattern``).
+
+    Returns
+    -------
+    per_gene
+        ``departure`` (mean over sections), ``r_common``: each gene's per-section PCC of the
+        common pattern alone, and ``gain``: the run's ``r_per_section`` minus it.
+    bins
+        :func:`departure_bins` of the run against the common pattern.
+    pcc_m
+        The common pattern's per-section PCC@M over these genes: what ``depth`` would score.
+    """
+    dep = np.mean([departure(p, c) for p, c in zip(preds, commons, strict=True)], axis=0)
+    flat = [np.repeat(np.asarray(c, np.float64)[:, None], len(genes), axis=1) for c in commons]
+    ids = np.concatenate([[s] * len(y) for s, y in zip(sections, ys, strict=True)])
+    y = np.concatenate(ys)
+    summary, r_common = evaluate_predictions(y, np.concatenate(flat), list(genes), ids)
+    _, r_model = evaluate_predictions(y, np.concatenate(preds), list(genes), ids)
+    r, r0 = r_model["r_per_section"], r_common["r_per_section"]
+    per_gene = pd.DataFrame(
+        {"departure": dep, "r_common": r0.to_numpy(), "gain": (r - r0).to_numpy()},
+        index=pd.Index(list(genes), name="gene"),
+    )
+    bins = departure_bins(per_gene["departure"], r, r0, method, BOOTSTRAP)
+    return per_gene, bins, float(summary["per_section"]["pcc_m"])

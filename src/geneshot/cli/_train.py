@@ -154,7 +154,11 @@ def evaluate_cmd(run_dir, data, dataset, sections, which, targets, reference, ou
     secs = load_sections(dataset, data, sections.split(","), features, cache=cache, progress=progress, universe=sorted(set(c.seen_genes) | set(c.unseen_genes) | set(names)))
     genes = prepare_genes(sorted(set(names) | set(c.seen_genes)), features, cache=cache, progress=progress)
     target = model.target_for(targets)
-    summary, per_gene, _, _ = evaluate(model, secs, genes, names, target=target)
+    summary, per_gene, ys, preds = evaluate(model, secs, genes, names, target=target)
+    common = _against_common(model, secs, ys, preds, names)
+    if common is not None:
+        per_gene = per_gene.join(common[0])
+        summary["common_pattern"] = {"pcc_m_per_section": common[2], "departure_bins": common[1].to_dict("records")}
     summary.update({"run": str(run_dir), "model": model.name, "setting": model.setting, "targets": target.kind, "genes": which if which in ("seen", "unseen") else "list", "test_sections": sections.split(",")})
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(summary, indent=1, default=float))
@@ -166,7 +170,22 @@ def evaluate_cmd(run_dir, data, dataset, sections, which, targets, reference, ou
     for conv in ("per_section", "pooled"):
         s = summary[conv]
         click.echo(f"{conv:<12} {summary['mse']:8.4f} {summary['mae']:8.4f} {s['pcc_f']:7.3f} {s['pcc_s']:7.3f} {s['pcc_m']:7.3f}")
+    if common is not None:
+        bins = common[1]
+        steps = ", ".join(f"{r.mean_diff_r:+.3f}" + (f" (p {r.p_wilcoxon:.2g})" if r.p_wilcoxon == r.p_wilcoxon else "") for r in bins.itertuples())
+        click.echo(f"the run's common per-spot pattern alone (what depth scores): PCC@M {common[2]:.3f}")
+        click.echo(f"  per-gene PCC minus the common pattern's, by quarter of departure from it (least first): {steps}")
     click.echo(f"wrote {out} and {per_gene_path}")
+
+
+def _against_common(model, sections, ys, preds, names):
+    """The run's maps against its own common pattern on these sections; None without one."""
+    from geneshot.benchmark._departure import against_common
+
+    commons = [model.common_pattern(s) for s in sections]
+    if any(c is None for c in commons):
+        return None
+    return against_common(ys, preds, commons, list(names), [s.name for s in sections], model.name)
 
 
 @main.command("models")

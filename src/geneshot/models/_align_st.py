@@ -14,10 +14,10 @@ from torch import nn
 from geneshot.errors import InputError, check_choice, check_positive
 from geneshot.models._align_st_config import ALIGN_ST_DEFAULTS
 from geneshot.models._base import GeneExpressionModule
-from geneshot.models._gene_cv import CV_FITS
+from geneshot.models._gene_cv import COMMON_FITS, CV_FITS
 from geneshot.models._graph import SpotSAGE, spot_edges
 from geneshot.models._inputs import GeneInputs, SlideInputs
-from geneshot.models._kernel_head import COMMON_FITS, SUPPORT_FITS, KernelHead
+from geneshot.models._kernel_head import SUPPORT_FITS, KernelHead
 from geneshot.models._layers import Block, trim_tokens
 
 

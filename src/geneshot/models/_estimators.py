@@ -18,6 +18,7 @@ from geneshot.genes import (
 )
 from geneshot.models._base import Estimator
 from geneshot.models._gene_cv import (
+    COMMON_FITS,
     CV_FITS,
     GAMMAS,
     LAMBDAS,
@@ -249,6 +250,11 @@ class GeneKernelEstimator(_PCARidge):
     permute_reference, permute_seed
         The control ``permuted-reference``: fit on the reference with its gene labels
         shuffled among genes of a similar level (:func:`geneshot.genes.permute_reference`).
+    common_fit
+        The common pattern ``m`` at prediction: ``"mean"``, the mean of the seen genes' fits
+        (each at its own GCV penalty), or ``"gcv"``, its own ridge of the spots' mean target
+        with the penalty by GCV (the depth control's map; ALIGN-ST's ``common_fit``). The
+        departure ``F - mean(F)`` is the same either way.
     """
 
     def __init__(
@@ -267,10 +273,12 @@ class GeneKernelEstimator(_PCARidge):
         permute_reference: bool = False,
         permute_seed: int = 0,
         reference_min_gain_se: float = 1.0,
+        common_fit: str = "mean",
         **config,
     ) -> None:
         super().__init__(**config)
         check_choice("cv_fits", cv_fits, CV_FITS)
+        check_choice("gene-kernel common_fit", common_fit, COMMON_FITS)
         departure_scale = check_positive("departure_scale", departure_scale)
         departure_shrink = check_positive("departure_shrink", departure_shrink, allow_zero=True)
         # None = the default grid, resolved at fit (create_model stores the raw config)
@@ -291,6 +299,7 @@ class GeneKernelEstimator(_PCARidge):
             reference_min_gain_se=check_positive(
                 "reference_min_gain_se", reference_min_gain_se, allow_zero=True
             ),
+            common_fit=common_fit,
         )
 
     def fit(
@@ -343,6 +352,10 @@ class GeneKernelEstimator(_PCARidge):
         self.mean_coef_, self.mean_icpt_ = coef.mean(0), float(icpt.mean())
         self.solved_coef_ = inv @ (coef - self.mean_coef_)
         self.solved_icpt_ = inv @ (icpt - self.mean_icpt_)
+        self.common_coef_, self.common_icpt_ = self.mean_coef_, self.mean_icpt_
+        if self.config.get("common_fit", "mean") == "gcv":
+            common = RidgeCV(alphas=_ALPHAS).fit(self.pca_.transform(x), y.mean(1))
+            self.common_coef_, self.common_icpt_ = common.coef_, float(common.intercept_)
         return self
 
     def chosen(self) -> dict:
@@ -472,7 +485,9 @@ class GeneKernelEstimator(_PCARidge):
                 None, "GeneKernelEstimator is not fitted", "call fit(slides, targets, genes) first"
             )
         z = self.pca_.transform(_features(slide, self.config["use_nuclei"]))
-        m = z @ self.mean_coef_ + self.mean_icpt_  # (N,) common pattern
+        # (N,) the common pattern (runs saved before common_fit: the mean of the fits)
+        common_coef = getattr(self, "common_coef_", self.mean_coef_)
+        m = z @ common_coef + getattr(self, "common_icpt_", self.mean_icpt_)
         q = unit_rows(genes.pooled.detach().cpu().numpy().astype(np.float64))
         kq = self._kernel(q, genes.symbols)  # (G, S)
         dep = kq @ self.solved_coef_  # (G, n_components): each gene's departure over z
@@ -480,7 +495,7 @@ class GeneKernelEstimator(_PCARidge):
         var = self.pca_.explained_variance_
         factor = departure_factor(
             (dep**2) @ var,
-            float((self.mean_coef_**2) @ var),
+            float((common_coef**2) @ var),
             self.config.get("departure_scale", 1.0),  # 1 in runs saved before the scale
             self.config.get("departure_shrink", 0.0),
         )

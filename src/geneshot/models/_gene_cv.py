@@ -39,6 +39,10 @@ REFERENCE_WEIGHTS = [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
 # the seen genes' maps the CV reads: their fits at the spots they were fitted on, or each
 # training section predicted by fits on the others (what a model meets on a new section)
 CV_FITS = ("in-sample", "out-of-section")
+# the common pattern m at prediction: the mean of the seen genes' fits, or its own ridge of the
+# spots' mean target with the penalty by GCV (the depth control's rule); a gene whose
+# knowledge says little is predicted at m, so the better m lifts every such gene
+COMMON_FITS = ("mean", "gcv")
 # the departure scales and shrinks the nested CV scores (prediction only: one training
 # serves them all)
 # (session 10 added 5, 6 and 1.6, session 11 8 and 3.2: the picks lay on the grid's edge)

@@ -58,6 +58,7 @@ from geneshot.errors import InputError, check_choice, check_positive
 from geneshot.genes import locus_kernel
 from geneshot.models._estimators import _ALPHAS
 from geneshot.models._gene_cv import (
+    COMMON_FITS,
     GAMMAS,
     LAMBDAS,
     LOCUS_WEIGHTS,
@@ -69,9 +70,6 @@ from geneshot.models._gene_cv import (
 
 # the stored fits' penalty: the head's learned one, or one per gene by GCV
 SUPPORT_FITS = ("learned", "gcv")
-# the common pattern m at prediction: the mean of the stored fits, or its own ridge of the
-# spots' mean target with the penalty by GCV (the depth control's rule)
-COMMON_FITS = ("mean", "gcv")
 
 
 def _ridge(u: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

@@ -82,6 +82,7 @@ _GENE_KERNEL_DEFAULTS = {
     "cv_spots": 600,
     "cv_top": 400,
     "cv_fits": "in-sample",
+    "common_fit": "mean",
 }
 
 # gene-kernel+ref's defaults, shared with its control permuted-reference
