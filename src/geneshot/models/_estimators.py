@@ -493,9 +493,11 @@ class GeneKernelEstimator(_PCARidge):
         dep = kq @ self.solved_coef_  # (G, n_components): each gene's departure over z
         # the PCA scores are uncorrelated over the training spots, with these variances
         var = self.pca_.explained_variance_
+        # the departure's spread against the fits' mean, whichever common pattern is added
+        # back (the factor's scale and shrink were chosen so, session 11)
         factor = departure_factor(
             (dep**2) @ var,
-            float((common_coef**2) @ var),
+            float((self.mean_coef_**2) @ var),
             self.config.get("departure_scale", 1.0),  # 1 in runs saved before the scale
             self.config.get("departure_shrink", 0.0),
         )

@@ -18,6 +18,7 @@ from geneshot.cache import atomic_path
 from geneshot.report._maps import plot_gene_maps
 from geneshot.report._tables import (
     DEPARTURE_NOTE,
+    DEPARTURE_TITLE,
     detail_table,
     map_similarity_table,
     map_similarity_wide,
@@ -102,6 +103,11 @@ def _maps_figure(m: dict):
     )
 
 
+def _section(title_html: str, note: str, df: pd.DataFrame, floatfmt: str) -> list[str]:
+    """A report section: heading (already HTML), one escaped paragraph, the table."""
+    return [f"<h2>{title_html}</h2>", f"<p>{html.escape(note)}</p>", _table(df, floatfmt)]
+
+
 def _table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
     if df is None or df.empty:
         return "<p class='note'>(none)</p>"
@@ -151,11 +157,8 @@ def write_report(
     ]
     accept = agg.get("acceptance")
     if accept is not None and not accept.empty:
-        parts += [
-            "<h2>Acceptance (config <code>acceptance</code>)</h2>",
-            f"<p>{html.escape(agg['acceptance_line'])}</p>",
-            _table(accept, "{:.4g}"),
-        ]
+        title = "Acceptance (config <code>acceptance</code>)"
+        parts += _section(title, agg["acceptance_line"], accept, "{:.4g}")
     parts += [
         "<h2>Table 1</h2>",
         _table(table1(agg, cfg)),
@@ -169,11 +172,7 @@ def write_report(
         ]
     dep = agg.get("departure")
     if dep is not None and not dep.empty:
-        parts += [
-            "<h2>Where the maps leave the common pattern (departure quartiles)</h2>",
-            f"<p>{html.escape(DEPARTURE_NOTE)}</p>",
-            _table(dep, "{:.3g}"),
-        ]
+        parts += _section(html.escape(DEPARTURE_TITLE), DEPARTURE_NOTE, dep, "{:.3g}")
     if not agg["ablations"].empty:
         parts += ["<h2>Ablations and sensitivity</h2>", _table(agg["ablations"])]
     # per-gene ranking on the headline convention

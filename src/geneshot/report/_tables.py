@@ -193,6 +193,7 @@ def map_similarity_wide(long: pd.DataFrame) -> pd.DataFrame:
     return wide.loc[list(dict.fromkeys(long["kind"])), list(dict.fromkeys(pair))].reset_index()
 
 
+DEPARTURE_TITLE = "Where the maps leave the common pattern (departure quartiles)"
 DEPARTURE_NOTE = (
     "Each gene's departure is 1 - PCC of the model's map with depth's (the common per-spot "
     "pattern), from predictions only; per quartile of it: the mean per-gene PCC minus "
@@ -200,6 +201,11 @@ DEPARTURE_NOTE = (
     "Where gene knowledge says little, a model should stay at the common pattern (a "
     "near-zero difference in its lowest quartiles) rather than go below it."
 )
+
+
+def _md_section(title: str, note: str, df: pd.DataFrame, floatfmt: str) -> list[str]:
+    """A ``results.md`` section: heading, one paragraph, the table."""
+    return [f"## {title}", "", note, "", format_table(df, floatfmt=floatfmt, index=False), ""]
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> Path:
@@ -238,14 +244,7 @@ def write_tables(
     accept = agg.get("acceptance")
     if accept is not None and not accept.empty:
         files["acceptance"] = _write_csv(accept, out / "acceptance.csv")
-        lines += [
-            "## Acceptance (config `acceptance`)",
-            "",
-            agg["acceptance_line"],
-            "",
-            format_table(accept, floatfmt=".4g", index=False),
-            "",
-        ]
+        lines += _md_section("Acceptance (config `acceptance`)", agg["acceptance_line"], accept, ".4g")
     lines += [
         "## Table 1 (per-section PCC, mean over folds)",
         "",
@@ -270,14 +269,7 @@ def write_tables(
     dep = agg.get("departure")
     if dep is not None and not dep.empty:
         files["departure"] = _write_csv(dep, out / "departure.csv")
-        lines += [
-            "## Where the maps leave the common pattern (departure quartiles)",
-            "",
-            DEPARTURE_NOTE,
-            "",
-            format_table(dep, floatfmt=".3g", index=False),
-            "",
-        ]
+        lines += _md_section(DEPARTURE_TITLE, DEPARTURE_NOTE, dep, ".3g")
     if not agg["ablations"].empty:
         lines += [
             f"## Ablations ({cfg['ablation_base']}, {cfg['headline']} targets)",
