@@ -254,7 +254,8 @@ class GeneKernelEstimator(_PCARidge):
         The common pattern ``m`` at prediction: ``"mean"``, the mean of the seen genes' fits
         (each at its own GCV penalty), or ``"gcv"``, its own ridge of the spots' mean target
         with the penalty by GCV (the depth control's map; ALIGN-ST's ``common_fit``). The
-        departure ``F - mean(F)`` is the same either way.
+        departure ``F - mean(F)`` and its factor's spread against the fits' mean are the
+        same either way. Nested CV kept ``"mean"`` (BENCHMARKS.md, session 18).
     """
 
     def __init__(
