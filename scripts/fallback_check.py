@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geneshot.benchmark._departure import departure_bins
+from geneshot.benchmark import departure_bins
 from geneshot.metrics import departure as map_departure
 from geneshot.report import read_per_gene
 
@@ -65,7 +65,7 @@ def bins(
     out: Path, method: str, trained_on: str, convention: str, n_bins: int = 4
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per departure bin (the benchmark's own table,
-    :func:`geneshot.benchmark._departure.departure_bins`); and the points."""
+    :func:`geneshot.benchmark.departure_bins`); and the points."""
     d = departure(out, method, trained_on)
     r = read_per_gene(out, method, trained_on, convention)
     r0 = read_per_gene(out, "depth", trained_on, convention)

@@ -1,4 +1,5 @@
-"""The honest benchmark: config schema, fold planning, runner + result store, statistics, verdict, acceptance.
+"""The honest benchmark: config schema, fold planning, runner + result store, statistics, verdict,
+acceptance, and where each model's maps leave the common pattern (departure).
 
 Tables and the HTML report come from :func:`geneshot.report.write_benchmark`, which takes
 the result of :func:`run_benchmark` as data::
@@ -10,6 +11,7 @@ the result of :func:`run_benchmark` as data::
 from geneshot.benchmark._acceptance import acceptance, acceptance_summary
 from geneshot.benchmark._aggregate import aggregate
 from geneshot.benchmark._config import DEFAULT_CONFIG, resolve_config
+from geneshot.benchmark._departure import against_common, departure_bins, departure_table
 from geneshot.benchmark._fold import code_hash, run_key
 from geneshot.benchmark._plan import FoldPlan, plan_folds, section_split
 from geneshot.benchmark._runner import BenchmarkResult, run_benchmark
@@ -21,8 +23,11 @@ __all__ = [
     "FoldPlan",
     "acceptance",
     "acceptance_summary",
+    "against_common",
     "aggregate",
     "code_hash",
+    "departure_bins",
+    "departure_table",
     "plan_folds",
     "resolve_config",
     "run_benchmark",

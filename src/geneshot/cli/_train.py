@@ -180,7 +180,7 @@ def evaluate_cmd(run_dir, data, dataset, sections, which, targets, reference, ou
 
 def _against_common(model, sections, ys, preds, names):
     """The run's maps against its own common pattern on these sections; None without one."""
-    from geneshot.benchmark._departure import against_common
+    from geneshot.benchmark import against_common
 
     commons = [model.common_pattern(s) for s in sections]
     if any(c is None for c in commons):
