@@ -158,6 +158,7 @@ def test_no_acceptance_field_gives_an_empty_table():
         ({"maps_below": {"genes": ["ERBB2"]}}, "acceptance.maps_below"),
         ({"fallback": True}, "acceptance.fallback"),
         ({"fallback": 2}, "acceptance.fallback"),
+        ({"genes_spread": "yes"}, "acceptance.genes_spread"),
         ([0.2], "'acceptance'"),
     ],
 )
@@ -173,7 +174,7 @@ def test_the_default_config_carries_issue_10s_acceptance():
     assert spec["pcc_m"] == 0.20 and spec["above"]["depth"] == 0.01
     assert set(spec["above"]) == {"gene-kernel", "text-knn", "depth"}
     assert spec["maps_below"] == {"genes": ["ERBB2", "KRT19", "COL1A1"], "pcc": 0.8}
-    assert spec["fallback"] == 0.01
+    assert spec["fallback"] == 0.01 and spec["genes_spread"] is True
 
 
 def _bins(diff: list[float], p: list[float]) -> pd.DataFrame:
@@ -204,3 +205,19 @@ def test_the_fallback_point_reads_the_departure_quartiles():
     # another method's quartiles, or none, judge nothing
     assert judged(_bins([-0.5] * 4, [1e-9] * 4).assign(method="depth"))["holds"] == "not judged"
     assert judged(None)["holds"] == "not judged"
+
+
+def test_the_genes_spread_point_reads_the_cosine_curves_of_the_reference():
+    cfg = _cfg({"genes_spread": True})
+    name = "align-st: gene-vector cosine, last minus first epoch (mean over folds)"
+
+    def judged(curves):
+        table = acceptance(_results(**GOOD), _paired(1e-4), [], cfg, None, curves)
+        return table.set_index("criterion").loc[name]
+
+    apart = [{"fold": f, "method": "align-st", "first": 0.9, "last": 0.5} for f in ("f0", "f1")]
+    row = judged(apart + [{"fold": "f0", "method": "sgn", "first": 0.1, "last": 0.9}])
+    assert row["holds"] == "yes" and row["value"] == pytest.approx(-0.4)
+    closer = [{"fold": "f0", "method": "align-st", "first": 0.41, "last": 0.60}]
+    assert judged(closer)["holds"] == "no" and judged(closer)["value"] == pytest.approx(0.19)
+    assert judged([])["holds"] == "not judged"

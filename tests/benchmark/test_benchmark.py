@@ -175,7 +175,7 @@ def test_outputs_exist_and_are_well_formed(first_run):
     ref = main[(main["method"] == "align-st") & (main["convention"] == "libsize")].iloc[0]
     assert acc.loc["align-st PCC@M", "value"] == pytest.approx(ref["pcc_m_section"])
     assert acc.loc["align-st PCC@M", "holds"] == ("yes" if ref["pcc_m_section"] >= 0 else "no")
-    assert len(acc) == 6 and (acc["holds"].iloc[:4] != "not judged").all()
+    assert len(acc) == 7 and (acc["holds"].iloc[:4] != "not judged").all()
     # the tiny model's maps may be flat (PCC NaN): then the point says so instead of passing
     maps = acc.loc["align-st's maps ERBB2–KRT19 on C2 (PCC)"]
     assert maps["holds"] == ("not judged" if np.isnan(maps["value"]) else "yes" if maps["value"] < 0.8 else "no")
@@ -200,6 +200,14 @@ def test_outputs_exist_and_are_well_formed(first_run):
     fb = acc.loc["align-st: smallest paired p of a departure quartile below depth"]
     below = a[a["mean_diff_r"] < 0]
     assert fb["value"] == pytest.approx(below["p_wilcoxon"].min() if len(below) else 1.0, nan_ok=True)
+    # the gene-vector cosine curve, from each fold's trained align-st run
+    curves = [
+        json.loads(p.read_text())["gene_cosine_curve"]
+        for p in sorted((out / "folds").glob("*/align-st__*.metrics.json"))
+    ]
+    assert len(curves) == 3 and all(c["epochs"] >= 1 for c in curves)
+    spread = acc.loc["align-st: gene-vector cosine, last minus first epoch (mean over folds)"]
+    assert spread["value"] == pytest.approx(np.mean([c["last"] - c["first"] for c in curves]))
 
 
 @pytest.mark.slow

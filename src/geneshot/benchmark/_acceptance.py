@@ -16,6 +16,9 @@ point is computed from the run's own tables instead of by hand::
       fallback: 0.01                       # no quartile of the reference's genes by departure
                                            # from the common pattern below depth with a paired
                                            # Wilcoxon p under this (departure.csv)
+      genes_spread: true                   # the mean pairwise cosine of the reference's gene
+                                           # vectors lower at its last training epoch than at
+                                           # its first (mean over folds; trained models only)
 
 Every point is on the headline convention, per-section PCC@M, as in the verdict.
 """
@@ -34,7 +37,7 @@ from geneshot.errors import InputError
 from geneshot.metrics import map_similarity
 
 #: the fields an ``acceptance`` mapping may hold
-FIELDS = ("pcc_m", "ratio", "above", "mse_at_most", "maps_below", "fallback")
+FIELDS = ("pcc_m", "ratio", "above", "mse_at_most", "maps_below", "fallback", "genes_spread")
 COLUMNS = ["criterion", "value", "needed", "holds"]
 NOT_JUDGED = "not judged"
 
@@ -69,6 +72,13 @@ def check_acceptance_config(spec: dict | None, methods: Sequence[str], source: A
             f"acceptance.fallback is {alpha!r}, not a p-value bound",
             "write `fallback: 0.01`",
         )
+    spread = spec.get("genes_spread")
+    if spread is not None and not isinstance(spread, bool):
+        raise InputError(
+            source,
+            f"acceptance.genes_spread is {spread!r}, not true or false",
+            "write `genes_spread: true`",
+        )
     maps = spec.get("maps_below")
     if maps is not None and (
         not isinstance(maps, dict) or not maps.get("genes") or "pcc" not in maps
@@ -86,6 +96,7 @@ def acceptance(
     maps: Sequence[dict],
     cfg: dict,
     departure: pd.DataFrame | None = None,
+    curves: Sequence[dict] = (),
 ) -> pd.DataFrame:
     """Judge ``cfg["acceptance"]`` for ``cfg["reference"]``: one row per point.
 
@@ -101,6 +112,9 @@ def acceptance(
     departure
         The run's departure quartiles (:func:`geneshot.benchmark._departure.departure_table`),
         for ``fallback``.
+    curves
+        Per fold and trained method, the gene-vector cosine at the first and the last epoch
+        (``fold``, ``method``, ``first``, ``last``), for ``genes_spread``.
 
     Returns
     -------
@@ -165,6 +179,15 @@ def acceptance(
             p,
             f">= {alpha} (no quartile below depth)",
             p >= alpha,
+        )
+    if spec.get("genes_spread"):
+        mine = [c["last"] - c["first"] for c in curves if c["method"] == ref_name]
+        change = float(np.mean(mine)) if mine else np.nan
+        add(
+            f"{ref_name}: gene-vector cosine, last minus first epoch (mean over folds)",
+            change,
+            "< 0 (the genes spread apart in training)",
+            change < 0,
         )
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -99,6 +99,7 @@ class RunState:
     timings: dict[str, float] = field(default_factory=dict)
     maps: list[dict] = field(default_factory=list)
     departures: list[dict] = field(default_factory=list)  # _departure.fold_departures rows
+    curves: list[dict] = field(default_factory=list)  # gene-vector cosine, first / last epoch
     patients: dict[str, str] | None = None  # every section of the dataset -> its patient
     sections: dict = field(default_factory=dict)  # count tables read for references, by id
     last_reference: tuple | None = None  # (key, Reference) of the last fold (_last_reference)
@@ -301,9 +302,11 @@ def run_fold(
                 preds = [z[f"pred_{s.name}"] for s in test]
                 fit_s = float(z["fit_s"])
                 chosen = json.loads(str(z["chosen"])) if "chosen" in z.files else None
+                # runs stored before the curve was kept have none: the point is not judged
+                curve = json.loads(str(z["curve"])) if "curve" in z.files else None
             state.loaded.append(rid)
         else:
-            preds, fit_s, chosen = _train_predict(
+            preds, fit_s, chosen, curve = _train_predict(
                 spec, train, test, genes, split, targets[tk], features, progress, ref, state.cache
             )
             save_npz_atomic(
@@ -313,9 +316,12 @@ def run_fold(
                     "genes": np.asarray(split.unseen),
                     "fit_s": np.float64(fit_s),
                     **({} if chosen is None else {"chosen": np.asarray(json.dumps(chosen))}),
+                    **({} if curve is None else {"curve": np.asarray(json.dumps(curve))}),
                 },
             )
             state.trained.append(rid)
+        if curve is not None and tk == cfg["train_targets"][0]:
+            state.curves.append({"fold": fid, "method": name, **curve})
         preds_by[name] = preds
         metrics = {}
         for conv in cfg["conventions"]:
@@ -356,6 +362,7 @@ def run_fold(
                     "train_targets": tk,
                     "fit_s": fit_s,
                     **({} if chosen is None else {"chosen": chosen}),
+                    **({} if curve is None else {"gene_cosine_curve": curve}),
                     "metrics": metrics,
                 },
             )
@@ -384,11 +391,12 @@ def _train_predict(
     progress: bool,
     reference=None,
     cache: Cache | None = None,
-) -> tuple[list[np.ndarray], float, dict | None]:
+) -> tuple[list[np.ndarray], float, dict | None, dict | None]:
     """Train through :func:`geneshot.workflow.train_model` (the one training path), predict.
 
-    Returns the predictions, the seconds taken and, for a model that chose its settings by
-    its own CV inside training (``module.chosen()``, e.g. gene-kernel), what it chose.
+    Returns the predictions, the seconds taken, for a model that chose its settings by its
+    own CV inside training (``module.chosen()``, e.g. gene-kernel), what it chose, and for a
+    trained model its gene-vector cosine curve (:func:`gene_cosine_curve`).
     """
     t0 = time.perf_counter()
     model = wf.train_model(
@@ -407,7 +415,17 @@ def _train_predict(
     )
     preds = [np.asarray(model.predict(s, genes, split.unseen), np.float32) for s in test]
     chosen = getattr(model.module, "chosen", None)
-    return preds, round(time.perf_counter() - t0, 2), chosen() if callable(chosen) else None
+    chosen = chosen() if callable(chosen) else None
+    return preds, round(time.perf_counter() - t0, 2), chosen, gene_cosine_curve(model.history)
+
+
+def gene_cosine_curve(history: list[dict]) -> dict | None:
+    """The mean pairwise cosine of the validation genes' vectors at the first and the last
+    logged epoch (``first``, ``last``, ``epochs``), or None for models that log none."""
+    cos = [h["gene_cosine"] for h in history if np.isfinite(h.get("gene_cosine", np.nan))]
+    if not cos:
+        return None
+    return {"first": float(cos[0]), "last": float(cos[-1]), "epochs": len(cos)}
 
 
 def _map_data(

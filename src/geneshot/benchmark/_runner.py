@@ -181,7 +181,7 @@ def run_benchmark(
     agg = aggregate(state.records, cfg)
     agg["departure"] = departure_table(state.departures, agg["per_gene"], cfg)
     agg["acceptance"] = acceptance(
-        agg["results"], agg["paired"], state.maps, cfg, agg["departure"]
+        agg["results"], agg["paired"], state.maps, cfg, agg["departure"], state.curves
     )
     # the report takes results as data (it never imports the benchmark): the line, as the verdict
     agg["acceptance_line"] = acceptance_summary(agg["acceptance"])
