@@ -226,7 +226,8 @@ def test_var_says_how_far_each_map_departs_from_the_common_pattern(data_dir, run
     from geneshot.train import GeneshotModel
 
     genes = ["ERBB2", "MYC", "KRT19"]
-    pred = predict_sections(runs["single"], "her2st", data_dir, ["C3"], genes, progress=False)
+    both = predict_sections(runs["single"], "her2st", data_dir, ["C3", "C1"], genes, progress=False)
+    pred = both[both.obs[Key.SECTION] == "C3"]
     model = GeneshotModel.load(runs["single"])
     from geneshot.workflow import load_sections
 
@@ -242,8 +243,12 @@ def test_var_says_how_far_each_map_departs_from_the_common_pattern(data_dir, run
     common = model.common_pattern(sec)
     assert common.shape == (pred.n_obs,)
     want = [1 - np.corrcoef(pred.X[:, j], common)[0, 1] for j in range(len(genes))]
-    np.testing.assert_allclose(pred.var[Key.DEPARTURE].to_numpy(), want, atol=1e-5)
-    assert pred.var[Key.DEPARTURE].between(0, 2).all()
+    # each section's departure in varm, their mean in var
+    per_section = both.varm["departure_per_section"]
+    assert list(per_section.columns) == ["C3", "C1"]
+    np.testing.assert_allclose(per_section["C3"].to_numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(both.var[Key.DEPARTURE], per_section.mean(axis=1), atol=1e-12)
+    assert both.var[Key.DEPARTURE].between(0, 2).all()
 
 
 def test_cli_predict_tiles_then_plot(data_dir, runs, tmp_path):

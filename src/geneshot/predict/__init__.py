@@ -16,6 +16,7 @@ The output AnnData::
     obs                      section, array_row, array_col, in_tissue (+ tissue_frac for tiles)
     var                      seen_in_training, description, departure (1 - PCC of the gene's
                              map with the common per-spot pattern; mean over sections)
+    varm["departure_per_section"]  sections mode: each section's departure (genes x sections)
     obsm["spatial"]          full-resolution pixels (x = column, y = row)
     uns["spatial"][library]  images.hires + tissue_hires_scalef + spot_diameter_fullres
     uns["geneshot"]          provenance
@@ -59,6 +60,7 @@ from geneshot.predict._inputs import as_ensemble, prepare_gene_inputs
 from geneshot.prepare import FeatureConfig, PreparedSection, add_context, prepare_sections
 
 _PLACEHOLDER_GENE = "__no_counts__"  # one zero column: tiles have no counts
+DEPARTURE_PER_SECTION = "departure_per_section"  # varm key (sections mode)
 
 __all__ = [
     "HIRES",
@@ -156,6 +158,10 @@ def predict_sections(
     out.var = gene_var(
         model, gin, names, None if departures[0] is None else np.mean(departures, axis=0)
     )
+    if departures[0] is not None:  # each section's, beside their mean in var
+        out.varm[DEPARTURE_PER_SECTION] = pd.DataFrame(
+            np.column_stack(departures), index=out.var_names, columns=[s.name for s in secs]
+        )
     out.uns[Key.UNS_SPATIAL] = spatial
     out.uns[Key.GENESHOT] = provenance(
         model,
