@@ -83,6 +83,7 @@ def test_fewer_genes_than_bins_give_a_bin_per_gene():
 
 def test_against_common_scores_the_run_and_its_common_pattern_on_the_same_genes():
     from geneshot.benchmark._departure import against_common
+    from geneshot.metrics import evaluate_predictions
 
     rng = np.random.default_rng(2)
     ys, preds, commons = [], [], []
@@ -96,7 +97,10 @@ def test_against_common_scores_the_run_and_its_common_pattern_on_the_same_genes(
         preds.append(p)
         commons.append(common)
     genes = [f"G{i}" for i in range(8)]
-    per_gene, bins, pcc_m = against_common(ys, preds, commons, genes, ["S1", "S2"], "m")
+    ids = np.repeat(["S1", "S2"], 60)
+    _, scored = evaluate_predictions(np.vstack(ys), np.vstack(preds), genes, ids)
+    r_model = scored["r_per_section"]
+    per_gene, bins, pcc_m = against_common(ys, preds, commons, genes, ["S1", "S2"], "m", r_model)
     np.testing.assert_allclose(per_gene["departure"].iloc[:4], 0.0, atol=1e-12)
     assert (per_gene["departure"].iloc[4:] > 0.2).all()
     np.testing.assert_allclose(per_gene["gain"].iloc[:4], 0.0, atol=1e-12)

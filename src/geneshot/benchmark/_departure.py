@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from geneshot.metrics import MISS_MARGIN, departure, evaluate_predictions, paired_test
+from geneshot.metrics import departure, evaluate_predictions, n_misses, paired_test
 
 N_BINS = 4  # quartiles
 BOOTSTRAP = {"n_boot": 1000, "seed": 0, "level": 0.95}  # the benchmark config's default
@@ -112,7 +112,7 @@ def departure_bins(
                 "ci_lo": test["ci"][0],
                 "ci_hi": test["ci"][1],
                 "p_wilcoxon": test["p_value"],
-                "n_below_depth": int(((r - r_depth)[sel] < -MISS_MARGIN).sum()),
+                "n_below_depth": n_misses(r[sel], r_depth[sel]),
             }
         )
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -149,11 +149,14 @@ def against_common(
     genes: Sequence[str],
     sections: Sequence[str],
     method: str,
+    r_model: pd.Series,
 ) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     """A run's maps against its own common pattern on measured sections.
 
     ``ys``, ``preds``: targets and predictions ``(N_s, G)`` per section; ``commons``: the
-    run's common per-spot pattern ``(N_s,)`` there (``GeneshotModel.common_pattern``).
+    run's common per-spot pattern ``(N_s,)`` there (``GeneshotModel.common_pattern``);
+    ``r_model``: the run's per-gene ``r_per_section`` on them, as
+    :func:`geneshot.workflow.evaluate` scored it.
 
     Returns
     -------
@@ -170,8 +173,7 @@ def against_common(
     ids = np.concatenate([[s] * len(y) for s, y in zip(sections, ys, strict=True)])
     y = np.concatenate(ys)
     summary, r_common = evaluate_predictions(y, np.concatenate(flat), list(genes), ids)
-    _, r_model = evaluate_predictions(y, np.concatenate(preds), list(genes), ids)
-    r, r0 = r_model["r_per_section"], r_common["r_per_section"]
+    r, r0 = r_model.reindex(r_common.index), r_common["r_per_section"]
     per_gene = pd.DataFrame(
         {"departure": dep, "r_common": r0.to_numpy(), "gain": (r - r0).to_numpy()},
         index=pd.Index(list(genes), name="gene"),

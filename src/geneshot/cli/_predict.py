@@ -286,11 +286,13 @@ def plot_cmd(h5ad, genes, uncertainty, out_dir) -> None:
 
 def _departure_titles(adata, names: list[str]) -> dict[tuple[str, str], str]:
     """The predicted panels' titles with the gene's departure from the common pattern."""
+    import pandas as pd
+
     if Key.DEPARTURE not in adata.var:  # files written before the column
         return {}
     dep = adata.var[Key.DEPARTURE]
     return {
         (g, "predicted"): f"{g}: predicted (departure {dep[g]:.2f})"
         for g in names
-        if dep[g] == dep[g]  # NaN: no common pattern (supervised runs)
+        if pd.notna(dep[g])  # NaN: no common pattern (supervised runs)
     }

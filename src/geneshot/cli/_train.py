@@ -155,7 +155,7 @@ def evaluate_cmd(run_dir, data, dataset, sections, which, targets, reference, ou
     genes = prepare_genes(sorted(set(names) | set(c.seen_genes)), features, cache=cache, progress=progress)
     target = model.target_for(targets)
     summary, per_gene, ys, preds = evaluate(model, secs, genes, names, target=target)
-    common = _against_common(model, secs, ys, preds, names)
+    common = _against_common(model, secs, ys, preds, names, per_gene["r_per_section"])
     if common is not None:
         per_gene = per_gene.join(common[0])
         summary["common_pattern"] = {"pcc_m_per_section": common[2], "departure_bins": common[1].to_dict("records")}
@@ -178,14 +178,14 @@ def evaluate_cmd(run_dir, data, dataset, sections, which, targets, reference, ou
     click.echo(f"wrote {out} and {per_gene_path}")
 
 
-def _against_common(model, sections, ys, preds, names):
+def _against_common(model, sections, ys, preds, names, r_model):
     """The run's maps against its own common pattern on these sections; None without one."""
     from geneshot.benchmark import against_common
 
     commons = [model.common_pattern(s) for s in sections]
     if any(c is None for c in commons):
         return None
-    return against_common(ys, preds, commons, list(names), [s.name for s in sections], model.name)
+    return against_common(ys, preds, commons, list(names), [s.name for s in sections], model.name, r_model)
 
 
 @main.command("models")

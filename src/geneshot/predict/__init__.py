@@ -131,7 +131,7 @@ def predict_sections(
     departures = []  # per section; var holds their mean
     for s, have in zip(secs, measured_in):
         mean, std = model.predict_with_uncertainty(s, gin, names)
-        departures.append(map_departure(model, s, mean))
+        departures.append(map_departure(model, mean))
         shifts[s.name] = {k: v for k, v in model.last_shift.items() if k != "section"}
         meas = target.transform(s.adata, names)
         meas[:, [g not in have for g in names]] = np.nan
@@ -294,7 +294,7 @@ def predict_image(
     obs[Key.IN_TISSUE] = 1
     if TISSUE_FRAC in table.columns:
         obs[TISSUE_FRAC] = table[TISSUE_FRAC].to_numpy(np.float32)
-    var = gene_var(model, gin, names, map_departure(model, prepared, mean))
+    var = gene_var(model, gin, names, map_departure(model, mean))
     out = ad.AnnData(X=mean.astype(np.float32), obs=obs, var=var)
     out.layers[Key.UNCERTAINTY] = std.astype(np.float32)
     out.obsm[Key.SPATIAL] = np.asarray(section.obsm[Key.SPATIAL], np.float64)

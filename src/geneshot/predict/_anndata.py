@@ -104,16 +104,17 @@ def gene_var(
     )
 
 
-def map_departure(model, section, pred: np.ndarray) -> np.ndarray | None:
-    """Each gene's :func:`geneshot.metrics.departure` on one section: ``1 - PCC`` of its
-    predicted map with the model's common per-spot pattern there; None without one.
+def map_departure(model, pred: np.ndarray) -> np.ndarray | None:
+    """Each gene's :func:`geneshot.metrics.departure` on the section ``model`` last predicted
+    (``pred``, its prediction): ``1 - PCC`` of its map with the model's common per-spot
+    pattern there (``model.last_common``, kept by the prediction); None without one.
 
     Near 0, the map is the tissue's common pattern: the model's gene knowledge moved it
     little, and it says nothing gene-specific. On the HER2+ benchmark, zero-shot models'
     whole gain over the common pattern lay in the genes they moved furthest from it
     (BENCHMARKS.md, session 18).
     """
-    common = model.common_pattern(section)
+    common = model.last_common
     return None if common is None else departure(pred, common)
 
 

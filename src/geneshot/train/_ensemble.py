@@ -186,6 +186,12 @@ class Ensemble:
         return None if any(c is None for c in maps) else np.mean(maps, axis=0)
 
     @property
+    def last_common(self) -> np.ndarray | None:
+        """The members' mean common pattern on the last predicted section, or None."""
+        maps = [m.last_common for m in self.members]
+        return None if any(c is None for c in maps) else np.mean(maps, axis=0)
+
+    @property
     def last_shift(self) -> dict:
         """Shift ratio and shrinkage of the last predicted section (member 0's; all agree)."""
         return self.members[0].last_shift

@@ -100,6 +100,7 @@ class GeneshotModel:
         self.shift: ShiftReference | None = None  # zero-shot: how far new slides lie from training
         self.common: CommonPattern | None = None  # the common per-spot pattern m(spot)
         self.last_shift: dict = {}  # shift ratio and shrinkage of the last predicted section
+        self.last_common: np.ndarray | None = None  # its common pattern (zero-shot runs)
         self.base = None  # the fitted base estimator of a stacked model (MODELS[name].base)
         self.residual_weight = 0.0  # stacked models: weight of the module's residual
         self.common_keep = 1.0  # zero-shot torch models: share of their own maps kept (train._fallback)
@@ -354,7 +355,8 @@ class GeneshotModel:
 
     def common_pattern(self, section: PreparedSection) -> np.ndarray | None:
         """The common per-spot pattern ``(n_spots,)`` on ``section`` that ``predict`` shrinks
-        toward (the depth control's map), or None where the run has none (supervised runs)."""
+        toward (the depth control's map), or None where the run has none (supervised runs).
+        After :meth:`predict` the same map is at hand in ``last_common``."""
         if self.common is None:
             return None
         return self.common.predict(self._slide(self._adapt(section)).image.cpu().numpy())
@@ -366,9 +368,11 @@ class GeneshotModel:
     def _shrunk(self, section: PreparedSection, slide: SlideInputs, pred: np.ndarray, shrink: float | None) -> np.ndarray:
         """Lean toward the common pattern as far as the section's image features have shifted."""
         if self.common is None:
-            self.last_shift = {}
+            self.last_shift, self.last_common = {}, None
             return pred
         feats = slide.image.cpu().numpy()
+        # kept for the maps' departure from it (predict's var), so it is not computed again
+        self.last_common = self.common.predict(feats)
         ratio = shift_ratio(self.shift, feats) if self.shift is not None else float("nan")
         if shrink is not None:
             weight = float(shrink)
@@ -378,7 +382,7 @@ class GeneshotModel:
         self.last_shift = {"section": section.name, "ratio": round(ratio, 4), "keep": self.common_keep, "shrink": round(weight, 4)}
         if weight:
             log.info("%s: kept share %.2f, shift ratio %.2f -> shrink %.2f toward the common pattern", section.name, self.common_keep, ratio, weight)
-        return shrink_toward_common(pred, self.common.predict(feats), weight)
+        return shrink_toward_common(pred, self.last_common, weight)
 
     # ------------------------------------------------------------------ persistence
     def save(self, run_dir: str | os.PathLike) -> Path:
